@@ -1,0 +1,194 @@
+"""SVHN files to in-memory uint8 tensors, parsed once.
+
+Both sources read the ``.mat`` files through ``torchvision.datasets.SVHN`` (md5 check, 10 -> 0 labels,
+NCHW transpose); the arrays it yields are then cached in a ``.npz`` beside the ``.mat`` (keyed by the
+``.mat``'s size and mtime, so a changed file is re-parsed) and in this process (so trials that share a
+worker share the data). Training never touches a Dataset or DataLoader: a split is two tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import to_absolute_path
+from torchvision.datasets import SVHN
+
+SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+class DataError(RuntimeError):
+    """A data problem the user must fix by hand; the message says how."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A labelled set of images: uint8 (N, 3, 32, 32) and int64 (N,), on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> Split:
+        return Split(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    @staticmethod
+    def concat(*splits: Split) -> Split:
+        return Split(torch.cat([s.images for s in splits]), torch.cat([s.labels for s in splits]))
+
+
+class Normalizer:
+    """The seed's ToTensor + Normalize(mean, std), applied to a whole uint8 batch at once."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"):
+        self.offset = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
+        self.scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.offset) * self.scale
+
+
+class SVHNSource:
+    """The real SVHN through torchvision; never falls back to other data."""
+
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.2,
+        mean: Sequence[float] = (0.43, 0.44, 0.47),
+        std: Sequence[float] = (0.20, 0.20, 0.20),
+        download: bool = True,
+    ) -> None:
+        self.root = Path(to_absolute_path(root))
+        self.val_fraction = val_fraction
+        self.mean = list(mean)
+        self.std = list(std)
+        self.download = download
+
+    def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
+        return Normalizer(self.mean, self.std, device)
+
+    def load(self, split: str) -> Split:
+        """Read one file of the data set (``train`` or ``test``) as uint8 tensors."""
+        md5 = self._prepare(split)
+        path = self.root / SPLIT_FILES[split]
+        stat = path.stat()
+        return _load_cached(str(path), stat.st_size, stat.st_mtime_ns, split, md5)
+
+    def train_val(self, seed: int) -> tuple[Split, Split]:
+        """The train file split into (train, val); the same seed gives the same split in every trial."""
+        full = self.load("train")
+        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+        n_val = int(len(full) * self.val_fraction)
+        return full.subset(order[n_val:]), full.subset(order[:n_val])
+
+    def _prepare(self, split: str) -> str:
+        """Make sure the split's file is on disk; return the md5 it must have."""
+        if not (self.root / SPLIT_FILES[split]).exists():
+            if not self.download:
+                raise DataError(self._missing_message(split, "download=false"))
+            try:
+                SVHN(str(self.root), split=split, download=True)
+            except Exception as error:  # urllib, socket and md5 errors all mean "no usable file"
+                raise DataError(self._missing_message(split, error)) from None
+        return SVHN.split_list[split][2]
+
+    def _missing_message(self, split: str, reason: object) -> str:
+        return (
+            f"SVHN file {SPLIT_FILES[split]} is not in {self.root} and could not be downloaded ({reason}).\n"
+            f"Put train_32x32.mat and test_32x32.mat from http://ufldl.stanford.edu/housenumbers/ into "
+            f"{self.root} (or point data.root at the folder that holds them), "
+            "or run offline on the procedural stand-in with data=synthetic."
+        )
+
+
+class SyntheticSource(SVHNSource):
+    """The procedural stand-in: generated once into ``root/<sizes-seed>/``, then read exactly like SVHN."""
+
+    def __init__(
+        self,
+        root: str,
+        val_fraction: float = 0.2,
+        mean: Sequence[float] = (0.43, 0.44, 0.47),
+        std: Sequence[float] = (0.20, 0.20, 0.20),
+        train_size: int = 73257,
+        test_size: int = 26032,
+        generator_seed: int = 0,
+    ) -> None:
+        super().__init__(root, val_fraction, mean, std, download=False)
+        self.root = self.root / f"train{train_size}-test{test_size}-seed{generator_seed}"
+        self.sizes = {"train": train_size, "test": test_size}
+        self.generator_seed = generator_seed
+
+    def _prepare(self, split: str) -> str:
+        """Generate both files on first use; ``md5.json`` is written last, so it marks a finished set."""
+        checksum_file = self.root / "md5.json"
+        if not checksum_file.exists():
+            from svhn_sweep.synthetic import write_synthetic_svhn
+
+            write_synthetic_svhn(self.root, self.sizes["train"], self.sizes["test"], self.generator_seed)
+            checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
+            _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
+        return json.loads(checksum_file.read_text())[SPLIT_FILES[split]]
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, size: int, mtime_ns: int, split: str, md5: str) -> Split:
+    """Arrays from the ``.npz`` beside the ``.mat`` when it was made from this very file, else re-parsed."""
+    cache = Path(path).with_suffix(".npz")
+    stamp = np.array([size, mtime_ns], dtype=np.int64)
+    if cache.exists():
+        try:
+            with np.load(cache) as stored:
+                if np.array_equal(stored["source_stat"], stamp):
+                    return Split(torch.from_numpy(stored["images"]), torch.from_numpy(stored["labels"]))
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable cache is rebuilt below
+    images, labels = _parse_mat(Path(path), split, md5)
+    with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as handle:
+        np.savez(handle, images=images, labels=labels, source_stat=stamp)
+    os.replace(handle.name, cache)
+    return Split(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+def _parse_mat(path: Path, split: str, md5: str) -> tuple[np.ndarray, np.ndarray]:
+    """torchvision's SVHN reader (md5 check, 10 -> 0, NCHW) on ``path``, checked against ``md5``."""
+
+    class _Checked(SVHN):
+        split_list = {split: ["", path.name, md5]}
+
+    try:
+        dataset = _Checked(str(path.parent), split=split)
+    except Exception as error:
+        raise DataError(
+            f"{path} is damaged or not an SVHN .mat file ({error}). "
+            "Delete it and fetch it again (for data=synthetic: delete its folder to regenerate)."
+        ) from None
+    return np.ascontiguousarray(dataset.data), dataset.labels
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
