@@ -193,6 +193,16 @@ class FinalConfig:
 
 
 @dataclass
+class SweepConfig:
+    """The pruner (group ``sweep/pruner``) and, set by the sweeper on each job, the trial it runs."""
+
+    pruner: Any = None
+    study: str | None = None
+    storage: str | None = None
+    trial: int | None = None
+
+
+@dataclass
 class TrainConfig:
     data: Any = MISSING
     model: Any = MISSING
@@ -200,6 +210,7 @@ class TrainConfig:
     scheduler: Any = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
 
 

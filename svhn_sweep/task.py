@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from svhn_sweep.config import build, validate
 from svhn_sweep.data import Split, SVHNSource
-from svhn_sweep.train import EpochStats, accuracy, fit, history_records
+from svhn_sweep.pruning import StoppedEarly, trial_reporter
+from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +65,43 @@ def _fit(cfg: DictConfig, source: SVHNSource, device: torch.device, train: Split
     return model, history
 
 
-def train_and_validate(cfg: DictConfig, output_dir: Path) -> float:
-    """One trial: train on the train part of the train file, return the last epoch's val accuracy."""
+def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarly:
+    """One trial: train on the train part of the train file, return the last epoch's val accuracy.
+
+    In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
+    divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through.
+    """
     start = time.perf_counter()
     source, device = _prepare(cfg)
     train, val = source.train_val(cfg.seed)
-    _, history = _fit(cfg, source, device, train, val)
-    metrics = {
-        "val_accuracy": history[-1].val_acc,
+    report = trial_reporter(cfg.sweep)
+    history: list[EpochStats] = []
+
+    def on_epoch(stats: EpochStats) -> None:
+        history.append(stats)
+        if report is not None:
+            report(stats)
+
+    status, reason = "complete", None
+    try:
+        _fit(cfg, source, device, train, val, on_epoch)
+    except (optuna.TrialPruned, DivergedError) as stop:
+        status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
+    write_json(output_dir / "metrics.json", {
+        "status": status,
+        "reason": reason,
+        "val_accuracy": history[-1].val_acc if history else None,
         "epochs": len(history),
         "duration_s": time.perf_counter() - start,
         "history": history_records(history),
-    }
-    write_json(output_dir / "metrics.json", metrics)
-    log.info("val_accuracy %.4f", metrics["val_accuracy"])
-    return float(metrics["val_accuracy"])
+    })
+    if status == "complete":
+        log.info("val_accuracy %.4f", history[-1].val_acc)
+        return float(history[-1].val_acc)
+    if cfg.sweep.trial is None:
+        raise DivergedError(reason)
+    log.warning("Trial %d %s: %s", cfg.sweep.trial, status, reason)
+    return StoppedEarly(status, str(reason))
 
 
 def retrain_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""svhn_sweep's Optuna sweeper: hydra-optuna-sweeper with persistent studies, pruning and shared workers."""

@@ -1,0 +1,249 @@
+"""hydra-optuna-sweeper, extended: a persistent study that resumes, pruned trials, workers that share a study.
+
+What the official sweeper does stays as it is (search-space parsing, samplers, ``optimization_results.yaml``);
+this subclass replaces only its loop:
+
+- the study lives in an RDB storage (SQLite by default) under a name derived from the experiment, so the same
+  command continues it until ``n_trials`` trials exist in total, across restarts and across workers;
+- every job is told its trial through ``sweep.study`` / ``sweep.storage`` / ``sweep.trial``; the job reports
+  val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
+- trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
+- a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
+  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from omegaconf import OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+from svhn_sweep.pruning import StoppedEarly
+from svhn_sweep.study import StudyRef, absolute_storage_url, derived_study_name, study_lock
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FAIL_REASON = "fail_reason"
+DIVERGED = "diverged"
+RUN_DIR = "run_dir"
+
+
+class SweepFailedError(RuntimeError):
+    """The sweep stopped because too many trials crashed, or none finished."""
+
+
+def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """Parse the search space one entry at a time, so an entry Optuna cannot sample is named in the error."""
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    fixed_overrides: list[str] = []
+    for entry in entries:
+        try:
+            parsed = create_params_from_overrides([entry])
+        except Exception as error:
+            raise ValueError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
+        distributions.update(parsed[0])
+        fixed.update(parsed[1])
+        fixed_overrides += parsed[2]
+    for name in fixed:
+        distributions.pop(name, None)
+    return distributions, fixed, fixed_overrides
+
+
+class PersistentOptunaSweeper(OptunaSweeperImpl):
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: Any,
+        heartbeat_interval: int,
+        grace_period: int,
+        wait_for_workers: bool,
+    ) -> None:
+        sampler = instantiate(sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+        super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+                         custom_search_space, params)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.wait_for_workers = wait_for_workers
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def _study_ref(self, params_conf: list[str]) -> StudyRef:
+        cwd = Path(self.config.hydra.runtime.cwd)
+        storage = self.storage or "sqlite:///outputs/optuna.db"
+        storage = absolute_storage_url(str(storage), cwd)
+        if self.study_name:
+            return StudyRef(storage, str(self.study_name))
+        parsed = OverridesParser.create().parse_overrides(list(self.config.hydra.overrides.task))
+        experiment = [o.input_line for o in parsed if not o.is_sweep_override() and not o.input_line.startswith(
+            "sweep.")] + params_conf + [f"direction={self._get_directions()}"]
+        choices = self.config.hydra.runtime.choices
+        name = derived_study_name(self.config.hydra.job.config_name, choices.get("model", "model"),
+                                  choices.get("data", "data"), experiment)
+        return StudyRef(storage, name)
+
+    def _thread_overrides(self) -> list[str]:
+        """Split the machine's cores between parallel trials unless the user chose ``trainer.num_threads``."""
+        if self.n_jobs <= 1 or self.config.trainer.get("num_threads"):
+            return []
+        return [f"trainer.num_threads={max(1, (os.cpu_count() or 1) // self.n_jobs)}"]
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> None:
+        # Heartbeats and stale-trial handling are "experimental" in Optuna and meant for Study.optimize; they
+        # are what resume relies on here, with ask-and-tell.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        self._process_searchspace_config()
+        params_conf = self._parse_sweeper_params_config() + list(arguments)
+        distributions, fixed_params, fixed_overrides = search_space(params_conf)
+        ref = self._study_ref(params_conf)
+        storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
+        study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
+                                    directions=self._get_directions(), load_if_exists=True)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        ref.save(sweep_dir)
+        optuna.storages.fail_stale_trials(study)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+        log.info("Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done),
+                 self.n_trials)
+        link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'", *self._thread_overrides()]
+
+        while batch := self._ask(study, ref):
+            overrides = [
+                [*trial_overrides, *link, f"sweep.trial={trial.number}"]
+                for trial, trial_overrides in zip(
+                    batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
+            ]
+            with self._told_on_interrupt(study, batch):
+                self._refuse_existing_run_dirs(sweep_dir, batch)
+                with self._heartbeat(storage, study, batch):
+                    returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+            for trial, ret in zip(batch, returns, strict=True):
+                self._tell(study, trial, ret)
+            self._check_failure_budget(study)
+
+        if self.wait_for_workers:
+            self._wait_for_other_workers(study)
+        self._finish(study, sweep_dir)
+
+    def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
+        """Up to n_jobs new trials, never more than n_trials in the study: counting and asking under a lock."""
+        with study_lock(ref.storage, ref.study_name):
+            optuna.storages.fail_stale_trials(study)
+            remaining = self.n_trials - len(study.get_trials(deepcopy=False))
+            return [study.ask() for _ in range(min(self.n_jobs, remaining))]
+
+    def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
+        """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""
+        taken = [str(sweep_dir / str(t.number)) for t in batch if (sweep_dir / str(t.number)).exists()]
+        if taken:
+            raise SweepFailedError(f"Run folder(s) {taken} already exist from another sweep; set a new "
+                                   "hydra.sweep.dir (the default one is unique per second).")
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve() if ret.hydra_cfg else None
+        if run_dir is not None:
+            trial.set_user_attr(RUN_DIR, str(run_dir))
+        try:
+            value = ret.return_value
+        except Exception as error:
+            trial.set_user_attr(FAIL_REASON, f"{type(error).__name__}: {error}")
+            study.tell(trial, state=TrialState.FAIL)
+            if run_dir is not None:
+                (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+            log.error("Trial %d failed: %s: %s (traceback in %s/error.txt)", trial.number, type(error).__name__,
+                      error, run_dir)
+            return
+        if isinstance(value, StoppedEarly) and value.state == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif isinstance(value, StoppedEarly):
+            trial.set_user_attr(FAIL_REASON, f"{DIVERGED}: {value.reason}")
+            study.tell(trial, state=TrialState.FAIL)
+        else:
+            study.tell(trial, float(value))
+
+    def _check_failure_budget(self, study: optuna.Study) -> None:
+        crashed = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                   if not str(t.user_attrs.get(FAIL_REASON, "")).startswith(DIVERGED)]
+        if len(crashed) > self.max_failure_rate * self.n_trials:
+            raise SweepFailedError(
+                f"{len(crashed)} trials failed ({', '.join(map(str, crashed))}), more than "
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of {self.n_trials} trials allows. "
+                "See error.txt in their run folders; finished trials are kept, and the same command resumes."
+            )
+
+    def _wait_for_other_workers(self, study: optuna.Study) -> None:
+        """Trials other workers still run belong to this sweep's result: wait (stale ones turn FAIL)."""
+        while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            log.info("Waiting for %d trial(s) of other workers: %s", len(running), [t.number for t in running])
+            time.sleep(max(1, min(10, self.heartbeat_interval)))
+            optuna.storages.fail_stale_trials(study)
+
+    def _finish(self, study: optuna.Study, sweep_dir: Path) -> None:
+        trials = study.get_trials(deepcopy=False)
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            reasons = {t.number: t.user_attrs.get(FAIL_REASON, t.state.name) for t in trials}
+            raise SweepFailedError(f"No trial of study {study.study_name} completed, so there is no best config "
+                                   f"to retrain: {reasons}")
+        best = study.best_trial
+        log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
+        OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value}),
+                       sweep_dir / "optimization_results.yaml")
+
+    # -- bookkeeping around a running batch -------------------------------------------------------------
+    @contextmanager
+    def _heartbeat(self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
+                   ) -> Iterator[None]:
+        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                for trial_id in trial_ids:
+                    storage.record_heartbeat(trial_id)
+                stop.wait(self.heartbeat_interval)
+
+        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    @contextmanager
+    def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as interrupt:
+            for trial in trials:
+                trial.set_user_attr(FAIL_REASON, f"interrupted: {type(interrupt).__name__}")
+                study.tell(trial, state=TrialState.FAIL)
+            log.warning("Interrupted: trial(s) %s marked FAIL; finished trials are kept. Run the same command "
+                        "to resume.", [t.number for t in trials])
+            raise

@@ -1,0 +1,41 @@
+"""The job's side of pruning: report val accuracy to the sweep's trial each epoch, stop when told to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+from omegaconf import DictConfig
+
+from svhn_sweep.config import build
+from svhn_sweep.study import StudyRef
+from svhn_sweep.train import EpochStats
+
+
+@dataclass(frozen=True)
+class StoppedEarly:
+    """A trial's expected early end, returned (not raised) so the sweeper records it without an error."""
+
+    state: str  # "pruned" | "diverged"
+    reason: str
+
+
+def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
+    """None outside a sweep; otherwise a callback that reports and raises ``optuna.TrialPruned``."""
+    if sweep.trial is None:
+        return None
+    ref = StudyRef(sweep.storage, sweep.study)
+    pruner = build(sweep.pruner) if sweep.pruner is not None else optuna.pruners.NopPruner()
+    storage = ref.open_storage()
+    study = optuna.load_study(study_name=ref.study_name, storage=storage, pruner=pruner)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(ref.study_name), sweep.trial)
+    trial = optuna.Trial(study, trial_id)
+
+    def report(stats: EpochStats) -> None:
+        trial.report(stats.val_acc, stats.epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"val_acc {stats.val_acc:.4f} at epoch {stats.epoch} is behind other trials")
+
+    return report

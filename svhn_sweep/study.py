@@ -1,0 +1,97 @@
+"""The persistent Optuna study behind a sweep, shared by the sweeper, its trials and the review tools.
+
+A sweep folder holds ``study.yaml`` (storage URL and study name), so anything that has the folder can open
+the study; trials find it through the ``sweep.*`` keys the sweeper sets on each job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import yaml
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+STUDY_FILE = "study.yaml"
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    storage: str
+    study_name: str
+
+    def open_storage(self, heartbeat_interval: int | None = None, grace_period: int | None = None
+                     ) -> optuna.storages.RDBStorage:
+        """An RDB storage (SQLite or PostgreSQL); SQLite waits for locks instead of failing under workers."""
+        engine_kwargs = {"connect_args": {"timeout": 60}} if self.storage.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(self.storage, engine_kwargs=engine_kwargs,
+                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+
+    def load(self, **kwargs: object) -> optuna.Study:
+        return optuna.load_study(study_name=self.study_name, storage=self.open_storage(), **kwargs)
+
+    def save(self, sweep_dir: Path) -> None:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / STUDY_FILE).write_text(yaml.safe_dump(asdict(self), sort_keys=False))
+
+    @classmethod
+    def from_sweep_dir(cls, sweep_dir: Path) -> StudyRef:
+        path = Path(sweep_dir) / STUDY_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: {sweep_dir} is not a sweep folder of svhn_sweep.")
+        return cls(**yaml.safe_load(path.read_text()))
+
+
+def absolute_storage_url(url: str, cwd: Path) -> str:
+    """SQLite paths relative to where the command ran, made absolute so every worker finds the same file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or os.path.isabs(parsed.database):
+        return url
+    path = (cwd / parsed.database).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def derived_study_name(config_name: str, model: str, data: str, experiment: list[str]) -> str:
+    """A stable name per experiment: the same command resumes its study, a different one starts afresh."""
+    digest = hashlib.sha1("\n".join(sorted(experiment)).encode()).hexdigest()[:8]
+    return f"{config_name}-{model}-{data}-{digest}"
+
+
+@contextlib.contextmanager
+def study_lock(storage: str, study_name: str) -> Iterator[None]:
+    """Serialise "count the trials, then ask" across workers so a study never gets more than n_trials.
+
+    PostgreSQL: a session advisory lock; SQLite: a lock file beside the database (same machine only).
+    """
+    url = make_url(storage)
+    key = int(hashlib.sha1(study_name.encode()).hexdigest()[:15], 16)
+    if url.get_backend_name() == "postgresql":
+        from sqlalchemy import create_engine
+
+        engine = create_engine(storage)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        finally:
+            engine.dispose()
+    elif url.get_backend_name() == "sqlite" and url.database:
+        from filelock import FileLock
+
+        with FileLock(f"{url.database}.{key:x}.lock"):
+            yield
+    else:
+        yield

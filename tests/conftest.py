@@ -1,0 +1,48 @@
+"""Shared fixtures: a small synthetic data set in SVHN's .mat format, and config composition."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from svhn_sweep.__main__ import CONFIG_DIR
+from svhn_sweep.data import SyntheticSource
+
+TRAIN_SIZE, TEST_SIZE = 600, 200
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated data set, shared by the whole session (generation is the slow part)."""
+    root = tmp_path_factory.mktemp("data")
+    SyntheticSource(str(root), train_size=TRAIN_SIZE, test_size=TEST_SIZE).load("train")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_data(synthetic_root: Path) -> list[str]:
+    """Overrides that point a run at the small synthetic set."""
+    return ["data=synthetic", f"data.root={synthetic_root}", f"data.train_size={TRAIN_SIZE}",
+            f"data.test_size={TEST_SIZE}"]
+
+
+@pytest.fixture
+def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
+    """Compose ``conf/train.yaml`` with overrides, as Hydra would for a run."""
+    with initialize_config_dir(config_dir=CONFIG_DIR):
+        yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``python -m svhn_sweep ARGS`` in a subprocess, as a user would type it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)

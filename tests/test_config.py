@@ -1,0 +1,65 @@
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from svhn_sweep.config import validate
+
+
+def test_default_config_is_the_seed_model(compose_cfg) -> None:
+    cfg = compose_cfg()
+    validate(cfg)
+    assert cfg.data.root == "data/svhn" and cfg.data.val_fraction == 0.2
+    assert list(cfg.data.mean) == [0.43, 0.44, 0.47] and list(cfg.data.std) == [0.2, 0.2, 0.2]
+    assert list(cfg.model.hidden_sizes) == [100] and cfg.model.batchnorm == "none"
+    assert cfg.scheduler.step_size == 2 and cfg.scheduler.gamma == 0.5
+
+
+@pytest.mark.parametrize("choice", ["sgd", "adam", "adamw"])
+def test_every_optimizer_option_has_lr_and_weight_decay(compose_cfg, choice: str) -> None:
+    cfg = compose_cfg(f"optimizer={choice}", "optimizer.lr=0.5", "optimizer.weight_decay=0.1")
+    validate(cfg)
+    assert cfg.optimizer.lr == 0.5 and cfg.optimizer.weight_decay == 0.1
+
+
+def test_scheduler_none_means_no_scheduler(compose_cfg) -> None:
+    assert compose_cfg("scheduler=none").scheduler is None
+    assert compose_cfg("scheduler=cosine", "trainer.epochs=7").scheduler.T_max == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "hint"),
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1", "positive"),
+        ("data.val_fraction=1.5", "data.val_fraction=1.5", "between 0 and 1"),
+        ("model.hidden_sizes=[]", "model.hidden_sizes=[]", "at least one layer"),
+        ("model.hidden_sizes=[100,0]", "model.hidden_sizes=[100, 0]", "positive"),
+        ("trainer.epochs=0", "trainer.epochs=0", ">= 1"),
+        ("model.dropout=1.0", "model.dropout=1.0", "[0, 1)"),
+    ],
+)
+def test_impossible_values_are_rejected_naming_key_value_and_rule(compose_cfg, override, key, hint) -> None:
+    with pytest.raises(ValueError) as error:
+        validate(compose_cfg(override))
+    assert key in str(error.value) and hint in str(error.value)
+
+
+def test_unknown_enum_value_names_key_and_allowed_values(compose_cfg) -> None:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_cfg("model.batchnorm=sideways")
+    message = str(error.value.__cause__)
+    assert "sideways" in message and "none, before, after" in message and "model.batchnorm" in message
+
+
+def test_typo_in_a_key_or_group_option_is_rejected(compose_cfg) -> None:
+    with pytest.raises(ConfigCompositionException, match="trainer.epoch"):
+        compose_cfg("trainer.epoch=3")
+    with pytest.raises(MissingConfigException, match="resnet") as error:
+        compose_cfg("model=resnet")
+    assert "cnn" in str(error.value) and "mlp" in str(error.value)
+
+
+def test_wrong_type_is_rejected(compose_cfg) -> None:
+    with pytest.raises(ConfigCompositionException) as error:
+        compose_cfg("optimizer.lr=fast")
+    assert isinstance(error.value.__cause__, ValidationError)
+    assert "optimizer.lr" in str(error.value.__cause__)
