@@ -201,6 +201,10 @@ class SweepConfig:
     storage: str | None = None
     trial: int | None = None
 
+    def __post_init__(self) -> None:
+        _require(self.pruner in (None, "none") or isinstance(self.pruner, dict), "sweep.pruner", self.pruner,
+                 "choose sweep/pruner=median|hyperband|successive_halving, or sweep.pruner=none to turn it off")
+
 
 @dataclass
 class TrainConfig:

@@ -19,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from hydra.utils import to_absolute_path
 from torchvision.datasets import SVHN
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+# Reads from disk (.npz or .mat) in this process: a worker that runs many trials reads each file once.
+disk_reads = 0
 
 
 class DataError(RuntimeError):
@@ -136,18 +139,22 @@ class SyntheticSource(SVHNSource):
     def _prepare(self, split: str) -> str:
         """Generate both files on first use; ``md5.json`` is written last, so it marks a finished set."""
         checksum_file = self.root / "md5.json"
-        if not checksum_file.exists():
-            from svhn_sweep.synthetic import write_synthetic_svhn
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / ".generate.lock"):  # parallel trials: one generates, the others wait
+            if not checksum_file.exists():
+                from svhn_sweep.synthetic import write_synthetic_svhn
 
-            write_synthetic_svhn(self.root, self.sizes["train"], self.sizes["test"], self.generator_seed)
-            checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
-            _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
+                write_synthetic_svhn(self.root, self.sizes["train"], self.sizes["test"], self.generator_seed)
+                checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
+                _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
         return json.loads(checksum_file.read_text())[SPLIT_FILES[split]]
 
 
 @lru_cache(maxsize=4)
 def _load_cached(path: str, size: int, mtime_ns: int, split: str, md5: str) -> Split:
     """Arrays from the ``.npz`` beside the ``.mat`` when it was made from this very file, else re-parsed."""
+    global disk_reads
+    disk_reads += 1
     cache = Path(path).with_suffix(".npz")
     stamp = np.array([size, mtime_ns], dtype=np.int64)
     if cache.exists():

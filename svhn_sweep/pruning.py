@@ -26,7 +26,7 @@ def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
     if sweep.trial is None:
         return None
     ref = StudyRef(sweep.storage, sweep.study)
-    pruner = build(sweep.pruner) if sweep.pruner is not None else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.NopPruner() if sweep.pruner in (None, "none") else build(sweep.pruner)
     storage = ref.open_storage()
     study = optuna.load_study(study_name=ref.study_name, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(

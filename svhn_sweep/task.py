@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import random
 import time
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from svhn_sweep.config import build, validate
+from svhn_sweep import data
 from svhn_sweep.data import Split, SVHNSource
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
 from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records
@@ -94,6 +96,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
         "epochs": len(history),
         "duration_s": time.perf_counter() - start,
         "history": history_records(history),
+        "process": {"pid": os.getpid(), "torch_threads": torch.get_num_threads(), "data_disk_reads": data.disk_reads},
     })
     if status == "complete":
         log.info("val_accuracy %.4f", history[-1].val_acc)

@@ -46,3 +46,16 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.Comp
     env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.postgres import postgres_server
+
+    try:
+        server = postgres_server()
+        url = server.__enter__()
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"no PostgreSQL server could be installed or started here: {error}")
+    yield url
+    server.__exit__(None, None, None)

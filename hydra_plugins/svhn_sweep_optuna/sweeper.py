@@ -40,8 +40,8 @@ from svhn_sweep.study import StudyRef, absolute_storage_url, derived_study_name,
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-FAIL_REASON = "fail_reason"
-DIVERGED = "diverged"
+FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
+ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
 RUN_DIR = "run_dir"
 
 
@@ -121,9 +121,10 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         params_conf = self._parse_sweeper_params_config() + list(arguments)
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
         ref = self._study_ref(params_conf)
-        storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
-        study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
-                                    directions=self._get_directions(), load_if_exists=True)
+        with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
+            storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
+            study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
+                                        directions=self._get_directions(), load_if_exists=True)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         ref.save(sweep_dir)
         optuna.storages.fail_stale_trials(study)
@@ -171,7 +172,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         try:
             value = ret.return_value
         except Exception as error:
-            trial.set_user_attr(FAIL_REASON, f"{type(error).__name__}: {error}")
+            trial.set_user_attr(FAIL_REASON, f"{ERROR}: {type(error).__name__}: {error}")
             study.tell(trial, state=TrialState.FAIL)
             if run_dir is not None:
                 (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
@@ -187,8 +188,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             study.tell(trial, float(value))
 
     def _check_failure_budget(self, study: optuna.Study) -> None:
+        """Only crashes count: divergence is the config's verdict, a killed or interrupted run is not the trial's."""
         crashed = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                   if not str(t.user_attrs.get(FAIL_REASON, "")).startswith(DIVERGED)]
+                   if str(t.user_attrs.get(FAIL_REASON, "")).startswith(ERROR)]
         if len(crashed) > self.max_failure_rate * self.n_trials:
             raise SweepFailedError(
                 f"{len(crashed)} trials failed ({', '.join(map(str, crashed))}), more than "
@@ -242,7 +244,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             yield
         except BaseException as interrupt:
             for trial in trials:
-                trial.set_user_attr(FAIL_REASON, f"interrupted: {type(interrupt).__name__}")
+                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {type(interrupt).__name__}")
                 study.tell(trial, state=TrialState.FAIL)
             log.warning("Interrupted: trial(s) %s marked FAIL; finished trials are kept. Run the same command "
                         "to resume.", [t.number for t in trials])

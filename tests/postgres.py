@@ -1,0 +1,68 @@
+"""A real PostgreSQL server for the tests: Debian's package, installed if missing, on a free loopback port."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _install() -> str | None:
+    """Install Debian's postgresql package; returns why it could not be, or None."""
+    if os.geteuid() != 0:
+        return "PostgreSQL is not installed and installing it needs root"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            return f"'{' '.join(command)}' failed: {result.stderr.strip()[-300:]}"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield a SQLAlchemy URL of a fresh cluster with an empty ``optuna`` database; stop and delete it after.
+
+    Raises RuntimeError with the reason when no server can be had.
+    """
+    if _bindir() is None and (reason := _install()):
+        raise RuntimeError(reason)
+    bindir = _bindir()
+    assert bindir is not None
+    datadir = Path(tempfile.mkdtemp(prefix="svhn-sweep-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
+        shutil.chown(datadir, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_owner, *command], check=True, capture_output=True, text=True)
+
+    run(str(bindir / "initdb"), "-D", str(datadir / "data"), "-A", "trust", "-U", "postgres")
+    run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-l", str(datadir / "log"), "-w", "-o",
+        f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+    try:
+        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
+            "CREATE DATABASE optuna")
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "-w", "stop")
+        shutil.rmtree(datadir, ignore_errors=True)

@@ -1,0 +1,144 @@
+"""Pruning, resume, parallel and distributed sweeps, each through the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from svhn_sweep.results import load_sweep
+from svhn_sweep.study import StudyRef
+from tests.conftest import REPO, run_cli
+
+FINISHED = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
+
+
+def sweep_dirs(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "sweeps").iterdir())
+
+
+def study_of(cwd: Path) -> optuna.Study:
+    return StudyRef.from_sweep_dir(sweep_dirs(cwd)[-1]).load()
+
+
+def sweep(cwd: Path, small_data: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_cli(["--multirun", *small_data, *args], cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, tmp_path: Path) -> None:
+    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=3")
+    first = {t.number: (t.value, t.datetime_complete) for t in study_of(tmp_path).trials}
+    result = sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=5")
+    study = study_of(tmp_path)
+    assert "3 of 5 trials already finished" in result.stdout + result.stderr
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {n: (t.value, t.datetime_complete) for n, t in enumerate(study.trials) if n < 3} == first
+    # the summary covers all five, and the final retrain ran for the five
+    assert all(f" {n} COMPLETE" in result.stdout.replace("  ", " ") for n in range(5))
+    assert (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()
+
+
+def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_path: Path) -> None:
+    args = ["trainer.epochs=4", "hydra.sweeper.n_trials=8", "sweep.pruner.n_startup_trials=2",
+            "sweep.pruner.n_warmup_steps=0"]
+    sweep(tmp_path, small_data, *args)
+    study = study_of(tmp_path)
+    states = {t.number: t.state for t in study.trials}
+    assert TrialState.PRUNED in states.values() and TrialState.COMPLETE in states.values()
+    table = load_sweep(sweep_dirs(tmp_path)[-1]).set_index("trial")
+    for trial in study.trials:
+        metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+        assert table.loc[trial.number, "state"] == trial.state.name
+        if trial.state == TrialState.PRUNED:
+            assert metrics["status"] == "pruned" and metrics["epochs"] < 4
+            assert trial.last_step == metrics["epochs"]  # the value Optuna keeps is the last reported epoch
+        else:
+            assert metrics["epochs"] == 4 and len(trial.intermediate_values) == 4
+
+
+def test_pruner_none_lets_every_trial_run_all_epochs(small_data, tmp_path: Path) -> None:
+    sweep(tmp_path, small_data, "trainer.epochs=3", "hydra.sweeper.n_trials=5", "sweep.pruner=none")
+    study = study_of(tmp_path)
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+    assert all(len(t.intermediate_values) == 3 for t in study.trials)
+
+
+def test_joblib_runs_trials_in_parallel_processes_that_load_data_once(small_data, tmp_path: Path) -> None:
+    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "sweep.pruner=none",
+          "hydra/launcher=joblib")
+    study = study_of(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    processes = [json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"]
+                 for t in study.trials]
+    assert {p["pid"] for p in processes} != {os.getpid()} and len({p["pid"] for p in processes}) >= 2
+    assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
+    assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
+    assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
+
+
+def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
+    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=2", "hydra/launcher=submitit_local",
+          "hydra.launcher.timeout_min=5")
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
+
+
+def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Path) -> None:
+    args = ["--multirun", *small_data, "trainer.epochs=25", "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.study_name=killed", "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):  # the study exists from then on
+        assert time.monotonic() < deadline and worker.poll() is None, "the sweep did not start"
+        time.sleep(0.2)
+    study = StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[0]).load()
+    while not (len(trials := study.trials) >= 2 and trials[1].state == TrialState.RUNNING
+               and trials[1].intermediate_values):
+        assert time.monotonic() < deadline and worker.poll() is None, "the sweep never got into its second trial"
+        time.sleep(0.2)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    before = study.trials
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.RUNNING]
+    time.sleep(3)  # let the killed trial's heartbeat go stale (grace_period=2)
+
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = study.trials
+    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert (after[0].value, after[0].datetime_complete) == (before[0].value, before[0].datetime_complete)
+
+
+def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(small_data, postgres_url,
+                                                                            tmp_path: Path) -> None:
+    args = ["--multirun", *small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=9",
+            f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=shared"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    homes = [tmp_path / f"machine{i}" for i in range(3)]
+    workers = []
+    for home in homes:
+        home.mkdir()
+        workers.append(subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=home, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outputs
+
+    trials = StudyRef(postgres_url, "shared").load().trials
+    assert sorted(t.number for t in trials) == list(range(9))
+    assert all(t.state in FINISHED for t in trials) and len(trials) == 9
+    ran_by = [sum(1 for _ in (home / "outputs" / "sweeps").glob("*/[0-9]*/metrics.json")) for home in homes]
+    assert sum(ran_by) == 9 and sum(1 for n in ran_by if n > 0) >= 2  # shared out, none run twice
+    finals = [f for home in homes for f in (home / "outputs" / "sweeps").glob("*/final/metrics.json")]
+    assert len(finals) == 1  # the test set is scored once for the study
