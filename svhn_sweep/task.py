@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from svhn_sweep.config import build, validate
 from svhn_sweep import data
+from svhn_sweep.config import build, validate
 from svhn_sweep.data import Split, SVHNSource
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
 from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records

@@ -74,8 +74,8 @@ def test_pruner_none_lets_every_trial_run_all_epochs(small_data, tmp_path: Path)
 
 
 def test_joblib_runs_trials_in_parallel_processes_that_load_data_once(small_data, tmp_path: Path) -> None:
-    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "sweep.pruner=none",
-          "hydra/launcher=joblib")
+    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+          "sweep.pruner=none", "hydra/launcher=joblib")
     study = study_of(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
     processes = [json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"]
