@@ -14,6 +14,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
+
+from svhn_sweep.errors import ConfigError
 
 
 class BatchNormPlacement(str, Enum):
@@ -42,7 +45,7 @@ def build(node: Any, *args: Any) -> Any:
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"Invalid config value {key}={value!r}: {allowed}.")
+        raise ConfigError(f"Invalid config value {key}={value!r}: {allowed}.")
 
 
 @dataclass
@@ -219,8 +222,13 @@ class TrainConfig:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Run every schema's value checks (``__post_init__``) on a composed config; raises ValueError."""
-    OmegaConf.to_object(cfg)
+    """Run every schema's value checks (``__post_init__``) on a composed config; raises ConfigError."""
+    task_keys = [key for key in cfg if key != "hydra"]
+    try:
+        OmegaConf.to_object(OmegaConf.masked_copy(cfg, task_keys))
+    except ValidationError as error:  # the dataclass raised inside OmegaConf: surface our own message
+        cause = error.__cause__
+        raise cause if isinstance(cause, ConfigError) else ConfigError(str(error)) from None
 
 
 def register_configs() -> None:

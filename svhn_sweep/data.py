@@ -23,12 +23,14 @@ from filelock import FileLock
 from hydra.utils import to_absolute_path
 from torchvision.datasets import SVHN
 
+from svhn_sweep.errors import UserError
+
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 # Reads from disk (.npz or .mat) in this process: a worker that runs many trials reads each file once.
 disk_reads = 0
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """A data problem the user must fix by hand; the message says how."""
 
 
@@ -90,6 +92,11 @@ class SVHNSource:
         path = self.root / SPLIT_FILES[split]
         stat = path.stat()
         return _load_cached(str(path), stat.st_size, stat.st_mtime_ns, split, md5)
+
+    def ensure_files(self) -> None:
+        """Download (or generate) both files if missing, without parsing them."""
+        for split in SPLIT_FILES:
+            self._prepare(split)
 
     def train_val(self, seed: int) -> tuple[Split, Split]:
         """The train file split into (train, val); the same seed gives the same split in every trial."""

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from svhn_sweep.results import trials_table
-from svhn_sweep.study import StudyRef, study_lock
+from svhn_sweep.study import STUDY_FILE, StudyRef, study_lock
 from svhn_sweep.task import retrain_and_test
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,16 @@ class RetrainBest(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Hydra calls this also when the sweep failed or was interrupted: then summarise, never retrain."""
         sweep_dir = Path(config.hydra.sweep.dir)
+        if not (sweep_dir / STUDY_FILE).exists():
+            return  # stopped before the study existed; the sweeper's error says why
         ref = StudyRef.from_sweep_dir(sweep_dir)
         study = ref.load()
         print(f"\nTrials of study {ref.study_name} (best first; all of its trials, across resumes and workers):")
         print(trials_table(study).drop(columns=["run_dir"]).head(config.final.top_k).to_string(index=False))
-        if not config.final.enabled or not self._claim(ref, study, sweep_dir):
+        finished = (sweep_dir / "optimization_results.yaml").exists()  # written only when the sweep completes
+        if not (finished and config.final.enabled and self._claim(ref, study, sweep_dir)):
             return
         overrides = best_trial_overrides(config, study.best_trial.params)
         log.info("Retraining the best config (trial %d): %s", study.best_trial.number, " ".join(overrides))

@@ -56,9 +56,12 @@ def absolute_storage_url(url: str, cwd: Path) -> str:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or os.path.isabs(parsed.database):
         return url
-    path = (cwd / parsed.database).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return f"sqlite:///{(cwd / parsed.database).resolve()}"
+
+
+def sqlite_folder(url: str) -> Path | None:
+    parsed = make_url(url)
+    return Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
 
 
 def derived_study_name(config_name: str, model: str, data: str, experiment: list[str]) -> str:

@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
+from svhn_sweep.errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class DivergedError(RuntimeError):
+class DivergedError(UserError):
     """The loss became NaN or infinite: more epochs cannot help this configuration."""
 
 

@@ -34,8 +34,10 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
+from svhn_sweep.errors import ConfigError, UserError
+from svhn_sweep.preflight import preflight
 from svhn_sweep.pruning import StoppedEarly
-from svhn_sweep.study import StudyRef, absolute_storage_url, derived_study_name, study_lock
+from svhn_sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
 RUN_DIR = "run_dir"
 
 
-class SweepFailedError(RuntimeError):
+class SweepFailedError(UserError):
     """The sweep stopped because too many trials crashed, or none finished."""
 
 
@@ -58,7 +60,7 @@ def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[
         try:
             parsed = create_params_from_overrides([entry])
         except Exception as error:
-            raise ValueError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
+            raise ConfigError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
         distributions.update(parsed[0])
         fixed.update(parsed[1])
         fixed_overrides += parsed[2]
@@ -121,11 +123,12 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         params_conf = self._parse_sweeper_params_config() + list(arguments)
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
         ref = self._study_ref(params_conf)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
         with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
             storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
             study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
                                         directions=self._get_directions(), load_if_exists=True)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
         ref.save(sweep_dir)
         optuna.storages.fail_stale_trials(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]

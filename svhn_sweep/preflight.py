@@ -1,0 +1,32 @@
+"""Checks that run before the first trial, so a bad input costs seconds, not a sweep."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from svhn_sweep.config import build, validate
+from svhn_sweep.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Create a folder now, with a clear error if something is in the way."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"Cannot create the output folder {path} ({error.strerror}: {error.filename}). "
+                        "Move what is in the way, or choose another folder with hydra.sweep.dir "
+                        "(and hydra.sweeper.storage).") from None
+
+
+def preflight(config: DictConfig, folders: list[Path]) -> None:
+    """Validate the config, create the output folders, and fetch or generate the data once for all trials."""
+    validate(config)
+    for folder in folders:
+        check_output_dir(folder)
+    log.info("Checking the data before the first trial")
+    build(config.data).ensure_files()
