@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from svhn_sweep.config import TRUSTED_TARGETS, register_configs
 from svhn_sweep.errors import UserError
 from svhn_sweep.pruning import StoppedEarly
 from svhn_sweep.task import train_and_validate
-
-log = logging.getLogger(__name__)
 
 # An installed wheel carries the configs inside the package; a source checkout keeps them at the top level.
 _PACKAGED = Path(__file__).parent / "conf"
@@ -37,8 +34,7 @@ def task(cfg: DictConfig) -> float | StoppedEarly:
     except UserError as error:
         if cfg.sweep.trial is not None:
             raise
-        log.error("%s", error)
-        sys.exit(1)
+        sys.exit(str(error))  # the message alone, on stderr, exit status 1
 
 
 def main() -> None:

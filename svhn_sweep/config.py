@@ -7,6 +7,7 @@ rate, an empty layer list) before any data is loaded, naming the key, the value 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -33,9 +34,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-# Where ``_target_`` may point: this package, torch and the Hydra plugins. A target elsewhere (your own
-# model class) still works but Hydra warns; add its package here to trust it.
-TRUSTED_TARGETS = ["svhn_sweep.*", "torch.*", "torchvision.*", "optuna.*", "hydra_plugins.*"]
+# Where ``_target_`` may point (Hydra's execution whitelist): this package, torch, optuna and the Hydra plugins,
+# plus what the user trusts in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is
+# how a model class of your own gets in. The environment, not the config, grants it: configs can be shared.
+TRUSTED_TARGETS = ["svhn_sweep.*", "torch.*", "torchvision.*", "optuna.*", "hydra_plugins.*"] + [
+    target.strip() for target in os.environ.get("SVHN_SWEEP_TRUSTED_TARGETS", "").split(",") if target.strip()
+]
 
 
 def build(node: Any, *args: Any) -> Any:

@@ -41,11 +41,39 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
         yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run_cli(args: list[str], cwd: Path, timeout: float = 240, pythonpath: tuple[Path, ...] = (),
+            **env_vars: str) -> subprocess.CompletedProcess[str]:
     """``python -m svhn_sweep ARGS`` in a subprocess, as a user would type it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *pythonpath))), **env_vars}
+    env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+             ) -> Callable[[list[str]], subprocess.CompletedProcess[str]]:
+    """The command's entry point in this process, in ``tmp_path``: for runs that must stop before training,
+    where a subprocess would only add the interpreter's start-up."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from svhn_sweep.__main__ import main
+
+    def run(args: list[str]) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["svhn_sweep", *args])
+        GlobalHydra.instance().clear()
+        try:
+            main()
+            code = 0
+        except SystemExit as stopped:
+            code = stopped.code if isinstance(stopped.code, int) else 1
+            if isinstance(stopped.code, str):
+                print(stopped.code, file=sys.stderr)  # what the interpreter prints for sys.exit("message")
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

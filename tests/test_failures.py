@@ -1,0 +1,198 @@
+"""Every mistake gets one clear message, and a sweep never loses finished work (issue: bad input and failure)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from svhn_sweep.study import StudyRef
+from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, run_cli
+
+QUICK = ["trainer.epochs=1", "sweep.pruner=none"]
+DIVERGING = ["optimizer=sgd", "model.batchnorm=none", "trainer.batch_size=32"]  # lr=50 blows up within an epoch
+
+
+def study_of(cwd: Path):
+    (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
+    return StudyRef.from_sweep_dir(sweep_dir).load()
+
+
+def assert_one_clear_message(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr[-2000:])
+
+
+def no_trial_ran(cwd: Path) -> bool:
+    return not list(cwd.glob("outputs/**/metrics.json"))
+
+
+def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path) -> None:
+    result = run_cli(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)",
+                      "hydra.sweeper.n_trials=5"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study_of(tmp_path).trials
+    diverged = [t for t in trials if t.params["optimizer.lr"] == 50.0]
+    assert diverged and all(t.state == TrialState.FAIL for t in diverged)
+    assert all(t.user_attrs["fail_reason"].startswith("diverged: loss became") for t in diverged)
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.params["optimizer.lr"] == 0.05)
+    final_cfg = yaml.safe_load(next(tmp_path.glob("outputs/sweeps/*/final/config.yaml")).read_text())
+    assert final_cfg["optimizer"]["lr"] == 0.05
+
+
+def test_every_trial_failing_ends_with_one_error_and_no_final_retrain(small_data, tmp_path: Path) -> None:
+    result = run_cli(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=50.0",
+                      "hydra.sweeper.n_trials=2"], cwd=tmp_path)
+    assert_one_clear_message(result, "No trial of study", "completed")
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.FAIL] * 2
+    assert not list(tmp_path.glob("outputs/sweeps/*/final"))
+
+
+BUGGY_MODEL = '''
+from svhn_sweep.models import MLP
+
+
+class Buggy(MLP):
+    def forward(self, x):
+        if self[1].out_features == 256:
+            raise RuntimeError("a bug in a custom model")
+        return super().forward(x)
+'''
+
+
+@pytest.fixture
+def buggy_model(tmp_path: Path) -> Path:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "buggy.py").write_text(BUGGY_MODEL)
+    return tmp_path / "plugins"
+
+
+def crashing_sweep(small_data, cwd: Path, plugins: Path, max_failure_rate: float):
+    return run_cli(["--multirun", *small_data, *QUICK, "model._target_=buggy.Buggy",
+                    "model.hidden_sizes=choice([100],[256])", "hydra.sweeper.n_trials=6",
+                    f"hydra.sweeper.max_failure_rate={max_failure_rate}"], cwd=cwd, pythonpath=(plugins,),
+                   SVHN_SWEEP_TRUSTED_TARGETS="buggy.*")
+
+
+def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small_data, tmp_path, buggy_model):
+    result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.9)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study_of(tmp_path).trials
+    crashed = [t for t in trials if t.params["model.hidden_sizes"] == "[256]"]
+    assert crashed and all(t.state == TrialState.FAIL for t in crashed)
+    for trial in crashed:
+        assert trial.user_attrs["fail_reason"] == "error: RuntimeError: a bug in a custom model"
+        assert "a bug in a custom model" in (Path(trial.user_attrs["run_dir"]) / "error.txt").read_text()
+    assert all(t.state == TrialState.COMPLETE for t in trials if t not in crashed)
+
+
+def test_too_many_crashes_stop_the_sweep_naming_the_failed_trials(small_data, tmp_path, buggy_model):
+    result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.0)
+    trials = study_of(tmp_path).trials
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    assert_one_clear_message(result, f"trials failed ({', '.join(map(str, failed))})", "max_failure_rate=0.0")
+    assert len(failed) == 1 and len(trials) < 6  # stopped at the first crash ...
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.number not in failed)  # ... keeping the rest
+    assert not list(tmp_path.glob("outputs/sweeps/*/final"))
+
+
+def test_missing_data_without_network_names_folder_files_and_the_offline_route(tmp_path: Path, run_main) -> None:
+    root = tmp_path / "svhn $(touch pwned);touch pwned"  # nothing a user types reaches a shell
+    for result in (run_main([f"data.root='{root}'"]), run_cli(["--multirun", f"data.root='{root}'"], cwd=tmp_path)):
+        assert_one_clear_message(result, str(root), "train_32x32.mat", "test_32x32.mat", "data=synthetic")
+    assert not list(tmp_path.rglob("pwned")) and no_trial_ran(tmp_path)
+
+
+def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path: Path) -> None:
+    shutil.copytree(synthetic_root, tmp_path / "data")
+    (mat,) = (tmp_path / "data").glob("*/train_32x32.mat")
+    mat.write_bytes(mat.read_bytes()[:1000])
+    for npz in (tmp_path / "data").glob("*/*.npz"):
+        npz.unlink()
+    result = run_cli(["data=synthetic", f"data.root={tmp_path / 'data'}", f"data.train_size={TRAIN_SIZE}",
+                      f"data.test_size={TEST_SIZE}"], cwd=tmp_path)
+    assert_one_clear_message(result, str(mat), "Delete it")
+    assert not list((tmp_path / "data").glob("*/train_32x32.npz"))
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("optimizer.lr=-0.1", ["optimizer.lr=-0.1", "must be positive"]),
+        ("data.val_fraction=1.5", ["data.val_fraction=1.5", "between 0 and 1"]),
+        ("model.hidden_sizes=[]", ["model.hidden_sizes=[]", "at least one layer"]),
+        ("model.batchnorm=sideways", ["sideways", "none, before, after", "model.batchnorm"]),
+        ("model=resnet", ["model/resnet", "cnn", "mlp"]),
+        ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
+        ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
+    ],
+)
+def test_bad_config_or_search_space_is_rejected_before_any_trial(small_data, tmp_path, override, needles,
+                                                                 run_main) -> None:
+    assert_one_clear_message(run_main(["--multirun", *small_data, override]), *needles)
+    assert no_trial_ran(tmp_path)
+
+
+def test_an_output_folder_that_cannot_be_created_stops_before_the_sweep(small_data, tmp_path, run_main) -> None:
+    (tmp_path / "outputs").write_text("a file in the way")
+    result = run_main(["--multirun", *small_data])
+    assert_one_clear_message(result, "Cannot create the output folder", "hydra.sweep.dir")
+
+
+def test_a_later_sweep_never_overwrites_run_folders(small_data, tmp_path: Path) -> None:
+    shared = f"hydra.sweep.dir={tmp_path / 'shared'}"
+    assert run_cli(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", shared], cwd=tmp_path
+                   ).returncode == 0
+    before = (tmp_path / "shared" / "0" / "metrics.json").read_bytes()
+    result = run_cli(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "seed=7", shared],
+                     cwd=tmp_path)
+    assert_one_clear_message(result, "already exist from another sweep")
+    assert (tmp_path / "shared" / "0" / "metrics.json").read_bytes() == before
+
+
+def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_path: Path) -> None:
+    args = ["--multirun", *small_data, *QUICK, "hydra.sweeper.study_name=partial"]
+    assert run_cli([*args, "hydra.sweeper.n_trials=2"], cwd=tmp_path).returncode == 0
+    for metrics in tmp_path.glob("outputs/sweeps/*/[0-9]*/metrics.json"):
+        metrics.unlink()
+    time.sleep(1)  # a new sweep folder (they are named by the second)
+    result = run_cli([*args, "hydra.sweeper.n_trials=3"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout and len(list(tmp_path.glob("outputs/sweeps/*/final/metrics.json"))) == 2
+
+
+def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_data, tmp_path: Path) -> None:
+    args = ["--multirun", *small_data, "trainer.epochs=25", *QUICK[1:], "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.study_name=interrupted"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sweep = subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=tmp_path, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob("outputs/sweeps/*/study.yaml")):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the sweep did not start"
+        time.sleep(0.2)
+    study = study_of(tmp_path)
+    while not (len(trials := study.trials) >= 2 and trials[1].intermediate_values):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the sweep never got into its second trial"
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGINT)
+    stdout, stderr = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    assert "run the same command to resume" in stderr
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted: KeyboardInterrupt"
+    assert "COMPLETE" in stdout and "FAIL" in stdout  # the summary shows what is there
+
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
