@@ -99,9 +99,11 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         storage = absolute_storage_url(str(storage), cwd)
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
-        parsed = OverridesParser.create().parse_overrides(list(self.config.hydra.overrides.task))
-        experiment = [o.input_line for o in parsed if not o.is_sweep_override() and not o.input_line.startswith(
-            "sweep.")] + params_conf + [f"direction={self._get_directions()}"]
+        # The search space and the fixed overrides define the objective and name the study; how it is searched
+        # (the pruner) and what follows it (the final step) do not.
+        experiment = [o.input_line for o in OverridesParser.create().parse_overrides(params_conf)
+                      if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")]
+        experiment.append(f"direction={self._get_directions()}")
         choices = self.config.hydra.runtime.choices
         name = derived_study_name(self.config.hydra.job.config_name, choices.get("model", "model"),
                                   choices.get("data", "data"), experiment)
