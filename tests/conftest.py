@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -41,13 +42,24 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
         yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
 
 
+def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str]:
+    """The environment of a user's shell, with this checkout importable ahead of what is already there."""
+    paths = [REPO, *pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), **env_vars}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen[str]:
+    """``python -m svhn_sweep ARGS`` started in the background, for tests that stop it midway."""
+    return subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=cli_env(), text=True, **popen)
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 240, pythonpath: tuple[Path, ...] = (),
             **env_vars: str) -> subprocess.CompletedProcess[str]:
     """``python -m svhn_sweep ARGS`` in a subprocess, as a user would type it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (REPO, *pythonpath))), **env_vars}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=cli_env(pythonpath, **env_vars),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import yaml
 from optuna.trial import TrialState
 
 from svhn_sweep.study import StudyRef
-from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, run_cli
+from tests.conftest import TEST_SIZE, TRAIN_SIZE, run_cli, start_cli
 
 QUICK = ["trainer.epochs=1", "sweep.pruner=none"]
 DIVERGING = ["optimizer=sgd", "model.batchnorm=none", "trainer.batch_size=32"]  # lr=50 blows up within an epoch
@@ -172,11 +170,9 @@ def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_pat
 
 
 def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_data, tmp_path: Path) -> None:
-    args = ["--multirun", *small_data, "trainer.epochs=25", *QUICK[1:], "hydra.sweeper.n_trials=3",
+    args = ["--multirun", *small_data, "trainer.epochs=10", *QUICK[1:], "hydra.sweeper.n_trials=3",
             "hydra.sweeper.study_name=interrupted"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sweep = subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=tmp_path, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sweep = start_cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while not list(tmp_path.glob("outputs/sweeps/*/study.yaml")):
         assert time.monotonic() < deadline and sweep.poll() is None, "the sweep did not start"

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from optuna.trial import TrialState
 
 from svhn_sweep.results import load_sweep
 from svhn_sweep.study import StudyRef
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli, start_cli
 
 FINISHED = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
 
@@ -93,12 +92,10 @@ def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> N
 
 
 def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Path) -> None:
-    args = ["--multirun", *small_data, "trainer.epochs=25", "hydra.sweeper.n_trials=3",
+    args = ["--multirun", *small_data, "trainer.epochs=10", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.study_name=killed", "hydra.sweeper.heartbeat_interval=1",
             "hydra.sweeper.grace_period=2"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    worker = subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):  # the study exists from then on
         assert time.monotonic() < deadline and worker.poll() is None, "the sweep did not start"
@@ -125,13 +122,11 @@ def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(smal
                                                                             tmp_path: Path) -> None:
     args = ["--multirun", *small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=9",
             f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=shared"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     homes = [tmp_path / f"machine{i}" for i in range(3)]
     workers = []
     for home in homes:
         home.mkdir()
-        workers.append(subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=home, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        workers.append(start_cli(args, home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], outputs
 
