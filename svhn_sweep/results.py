@@ -81,7 +81,9 @@ def importance_table(study: optuna.Study) -> pd.DataFrame:
         return table
     importances = optuna.importance.get_param_importances(study)
     names = readable_param_names(list(importances))
-    return pd.DataFrame({"parameter": [names[p] for p in importances], "importance": list(importances.values())})
+    table = pd.DataFrame({"parameter": [names[p] for p in importances], "importance": list(importances.values())})
+    # Optuna orders ties by a set's iteration order, which changes from process to process: break them by name.
+    return table.sort_values(["importance", "parameter"], ascending=[False, True], ignore_index=True)
 
 
 def history_table(study: optuna.Study) -> pd.DataFrame:

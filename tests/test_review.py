@@ -102,7 +102,10 @@ def test_history_and_importance_tables(sweep: Sweep) -> None:
 
     importance = importance_table(study)
     assert set(importance["parameter"]) == SEARCHED
-    assert importance["importance"].is_monotonic_decreasing and importance["importance"].sum() == pytest.approx(1)
+    assert importance["importance"].sum() == pytest.approx(1)
+    # most important first, ties by name: the same order in every process (Optuna's own order is not)
+    order = sorted(importance.itertuples(index=False), key=lambda row: (-row.importance, row.parameter))
+    assert importance["parameter"].tolist() == [row.parameter for row in order]
 
 
 def test_final_retrain_is_kept_apart_with_its_test_predictions_in_dataset_order(sweep: Sweep, small_data) -> None:
