@@ -19,8 +19,9 @@ from torch import nn
 from svhn_sweep import data
 from svhn_sweep.config import build, validate
 from svhn_sweep.data import Split, SVHNSource
+from svhn_sweep.evaluation import PREDICTIONS_FILE, evaluate_model
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
-from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records
+from svhn_sweep.train import DivergedError, EpochStats, fit, history_records
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,12 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
     return StoppedEarly(status, str(reason))
 
 
-def retrain_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Retrain a config (on train+val when ``final.train_on_val``) and score it on the test file, once."""
+def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Retrain a config (on train+val when ``final.train_on_val``) and score it on the test file, once.
+
+    The test predictions are kept (``test_predictions.npz``, dataset order) so the error analysis never needs
+    a second look at the test set through a retrain; ``origin`` (e.g. the trial retrained) goes into metrics.json.
+    """
     start = time.perf_counter()
     source, device = _prepare(cfg)
     train, val = source.train_val(cfg.seed)
@@ -116,8 +121,10 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         train, val = Split.concat(train, val), None
     model, history = _fit(cfg, source, device, train, val)
     test = source.load("test").to(device)
+    predictions, labels = evaluate_model(model, test, source.normalizer(device), cfg.trainer.eval_batch_size)
     metrics = {
-        "test_accuracy": accuracy(model, test, source.normalizer(device), cfg.trainer.eval_batch_size),
+        **(origin or {}),
+        "test_accuracy": float((predictions == labels).mean()),
         "val_accuracy": history[-1].val_acc,
         "trained_on": "train+val" if cfg.final.train_on_val else "train",
         "train_size": len(train),
@@ -128,6 +135,7 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), output_dir / "model.pt")
+    np.savez(output_dir / PREDICTIONS_FILE, predictions=predictions, labels=labels)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
 
