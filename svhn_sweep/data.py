@@ -63,7 +63,9 @@ class Normalizer:
         self.scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.offset) * self.scale
+        # uint8 - float32 converts and subtracts in one pass, into the one new tensor the scaling then reuses:
+        # the same floats as (images.float() - offset) * scale, with a third of the memory traffic.
+        return (images - self.offset).mul_(self.scale)
 
 
 class SVHNSource:
