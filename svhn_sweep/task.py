@@ -34,6 +34,11 @@ def select_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def use_amp(setting: bool | str, device: torch.device) -> bool:
+    """``trainer.amp=auto`` is bf16 autocast on CUDA only: a CPU run keeps the exact fp32 numbers."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -62,7 +67,8 @@ def _fit(cfg: DictConfig, source: SVHNSource, device: torch.device, train: Split
     history = fit(
         model, optimizer, scheduler, train.to(device), None if val is None else val.to(device),
         source.normalizer(device), cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
-        cfg.trainer.eval_batch_size, on_epoch,
+        cfg.trainer.eval_batch_size, on_epoch, amp=use_amp(cfg.trainer.amp, device),
+        compile_model=cfg.trainer.compile,
     )
     return model, history
 
@@ -117,7 +123,8 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     model, history = _fit(cfg, source, device, train, val)
     test = source.load("test").to(device)
     metrics = {
-        "test_accuracy": accuracy(model, test, source.normalizer(device), cfg.trainer.eval_batch_size),
+        "test_accuracy": accuracy(model, test, source.normalizer(device), cfg.trainer.eval_batch_size,
+                                  use_amp(cfg.trainer.amp, device)),
         "val_accuracy": history[-1].val_acc,
         "trained_on": "train+val" if cfg.final.train_on_val else "train",
         "train_size": len(train),

@@ -5,6 +5,7 @@ from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
 from svhn_sweep.models import MLP
+from svhn_sweep.task import train_and_validate, use_amp
 from svhn_sweep.train import DIVERGENCE_CHECK_EVERY, DivergedError, accuracy, fit, predict
 
 
@@ -121,3 +122,41 @@ def test_divergence_stops_training_within_a_few_dozen_batches() -> None:
         fit(model, optimizer, None, data, None, Normalizer([0.4] * 3, [0.2] * 3), epochs=3, batch_size=8, seed=0)
     assert len(steps) == DIVERGENCE_CHECK_EVERY  # the first check caught it; the epoch's other batches never ran
 
+
+def test_compiled_model_trains_to_the_same_numbers(monkeypatch) -> None:
+    compiled = []
+
+    def compile_eagerly(model: nn.Module) -> nn.Module:  # dynamo's graph capture without inductor's slow codegen
+        compiled.append(model)
+        return real_compile(model, backend="eager")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    eager, again = run_fit(seed=3, epochs=2), run_fit(seed=3, epochs=2, compile_model=True)
+    assert len(compiled) == 1
+    assert [(h.loss, h.val_acc) for h in again] == [(h.loss, h.val_acc) for h in eager]
+
+
+def test_amp_is_on_for_cuda_only_unless_set() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (use_amp("auto", cpu), use_amp("auto", cuda)) == (False, True)
+    assert (use_amp(True, cpu), use_amp(False, cuda)) == (True, False)
+
+
+def test_bf16_autocast_trains_on_cpu_too() -> None:
+    history = run_fit(seed=3, epochs=3, amp=True)
+    assert history[-1].loss < history[0].loss and history[-1].val_acc > 0.8
+
+
+def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append({key: kwargs[key] for key in ("amp", "compile_model")})
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    monkeypatch.setattr("svhn_sweep.task.fit", spy)
+    for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
+        train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
+    assert seen == [{"amp": False, "compile_model": False}, {"amp": True, "compile_model": True}]
