@@ -17,14 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from svhn_sweep.errors import ConfigError
-
-
-class BatchNormPlacement(str, Enum):
-    """Where an MLP puts BatchNorm1d relative to the activation of each hidden layer."""
-
-    none = "none"
-    before = "before"
-    after = "after"
+from svhn_sweep.models import BatchNormPlacement  # defined beside the models, which must not need Hydra
 
 
 class Device(str, Enum):

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from hydra.utils import to_absolute_path
 from torchvision.datasets import SVHN
 
 from svhn_sweep.errors import UserError
@@ -79,7 +78,7 @@ class SVHNSource:
         std: Sequence[float] = (0.20, 0.20, 0.20),
         download: bool = True,
     ) -> None:
-        self.root = Path(to_absolute_path(root))
+        self.root = _absolute(root)
         self.val_fraction = val_fraction
         self.mean = list(mean)
         self.std = list(std)
@@ -157,6 +156,18 @@ class SyntheticSource(SVHNSource):
                 checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
                 _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
         return json.loads(checksum_file.read_text())[SPLIT_FILES[split]]
+
+
+def _absolute(root: str) -> Path:
+    """A relative root is relative to where the command ran, not to the job's folder Hydra may have moved to.
+
+    Hydra is imported only then, so an absolute root needs no Hydra (benchmarks/bench.py on a bare machine).
+    """
+    if os.path.isabs(root):
+        return Path(root)
+    from hydra.utils import to_absolute_path
+
+    return Path(to_absolute_path(root))
 
 
 @lru_cache(maxsize=4)
