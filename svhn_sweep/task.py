@@ -20,7 +20,7 @@ from svhn_sweep import data
 from svhn_sweep.config import build, validate
 from svhn_sweep.data import Split, SVHNSource
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
-from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records
+from svhn_sweep.train import DivergedError, EpochStats, accuracy, fit, history_records, use_amp
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ def select_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu.")
     return torch.device(choice)
-
-
-def use_amp(setting: bool | str, device: torch.device) -> bool:
-    """``trainer.amp=auto`` is bf16 autocast on CUDA only: a CPU run keeps the exact fp32 numbers."""
-    return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
 def seed_everything(seed: int) -> None:

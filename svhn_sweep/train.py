@@ -41,6 +41,11 @@ class EpochStats:
     seconds: float
 
 
+def use_amp(setting: bool | str, device: torch.device) -> bool:
+    """``trainer.amp=auto`` is bf16 autocast on CUDA only: a CPU run keeps the exact fp32 numbers."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
 def autocast(device: torch.device, amp: bool) -> torch.autocast:
     """bf16 autocast when ``amp``: matrix products in bf16, losses and reductions kept in fp32 by torch."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)

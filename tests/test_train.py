@@ -5,8 +5,8 @@ from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
 from svhn_sweep.models import MLP
-from svhn_sweep.task import train_and_validate, use_amp
-from svhn_sweep.train import DIVERGENCE_CHECK_EVERY, DivergedError, accuracy, fit, predict
+from svhn_sweep.task import train_and_validate
+from svhn_sweep.train import DIVERGENCE_CHECK_EVERY, DivergedError, accuracy, fit, predict, use_amp
 
 
 def toy_split(n: int = 256, seed: int = 0) -> Split:
