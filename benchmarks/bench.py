@@ -320,8 +320,12 @@ def fmt_seconds(seconds: float) -> str:
 
 
 class Bench:
-    def __init__(self, device: torch.device) -> None:
+    """The rows measured so far; with ``out``, the report is rewritten there after every row."""
+
+    def __init__(self, device: torch.device, header: str, out: Path | None) -> None:
         self.device = device
+        self.header = header
+        self.out = out
         self.rows: list[Row] = []
 
     def value(self, key: str) -> float | None:
@@ -338,6 +342,7 @@ class Bench:
         except Exception as error:  # one broken row must not cost the whole (possibly one-shot) run
             traceback.print_exc()
             self.rows.append(Row(key, label, None, "failed", note=f"{type(error).__name__}: {error}"[:300]))
+            self.save()
             return
         row = Row(key, label, value, f"{value:.0%}" if kind == "fraction" else fmt_seconds(value), note=note)
         seed = self.value("seed")
@@ -351,12 +356,20 @@ class Bench:
                 row.target = f"{wording}: {'met' if ok(judged) else 'MISSED'}"
         self.rows.append(row)
         print(f"    {row.shown} {row.speedup} {row.target}", file=sys.stderr, flush=True)
+        self.save()
 
-    def table(self) -> str:
-        lines = ["| # | measurement | median | speed-up vs (1) | target | note |", "|---|---|---|---|---|---|"]
+    def report(self) -> str:
+        lines = [self.header, "", "| # | measurement | median | speed-up vs (1) | target | note |",
+                 "|---|---|---|---|---|---|"]
         lines += [f"| {i} | {r.label} | {r.shown} | {r.speedup} | {r.target} | {r.note} |"
                   for i, r in enumerate(self.rows, 1)]
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
+
+    def save(self) -> None:
+        """So that a run cut short (a device lease running out) still leaves the rows it measured."""
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(self.report())
 
 
 def run(args: argparse.Namespace) -> str:
@@ -372,7 +385,15 @@ def run(args: argparse.Namespace) -> str:
     train, val = train_cpu.to(device), val_cpu.to(device)
     amp = use_amp("auto", device)  # what trainer.amp=auto does on this device
     precision = "bf16 autocast" if amp else "fp32"
-    bench = Bench(device)
+    data_line = ("random uint8 pixels of SVHN's shapes (timing only)" if quick else
+                 f"the synthetic SVHN stand-in (SVHN-sized, not SVHN) in {root}")
+    header = "\n".join([
+        f"svhn_sweep benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"Machine: {machine(device)}",
+        f"Data: {data_line}; train file {sizes[0]} rows -> {len(train)} train + {len(val)} val",
+        f"Command: python benchmarks/bench.py {' '.join(sys.argv[1:])}  (medians of {repeats} repeats)",
+    ])
+    bench = Bench(device, header, Path(args.out) if args.out else None)
 
     def seed() -> tuple[float, str]:
         seconds = statistics.median(seed_epochs(full, 1 if quick else repeats))
@@ -415,16 +436,6 @@ def run(args: argparse.Namespace) -> str:
         bench.measure("peak", f"fraction of the fp32 matmul peak that the batch-{batch_size} epoch reaches", peak,
                       kind="fraction")
 
-    if args.cnn if args.cnn is not None else cuda:
-        bench.measure("cnn_gpu", f"small CNN (model=cnn), batch {batch_size}, {precision}; 1 epoch",
-                      fit_epoch(CNN, batch_size, amp), kind="epoch")
-        if amp:
-            bench.measure("cnn_fp32", f"small CNN, batch {batch_size}, fp32; 1 epoch",
-                          fit_epoch(CNN, batch_size, False), kind="epoch")
-        if args.compile if args.compile is not None else cuda:
-            bench.measure("cnn_compile", f"small CNN, trainer.compile=true, {precision}: first epoch, compile included",
-                          fit_epoch(CNN, batch_size, amp, compile_model=True, first=True), kind="epoch")
-
     if not (quick or args.skip_sweep):
         lengths = (2, 6)
         joblib = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
@@ -441,16 +452,17 @@ def run(args: argparse.Namespace) -> str:
         bench.measure("cached", "cached load of the same (.npz beside the .mat)",
                       lambda: (statistics.median(load_seconds(source, False, repeats)), "warm page cache"))
 
-    data_line = ("random uint8 pixels of SVHN's shapes (timing only)" if quick else
-                 f"the synthetic SVHN stand-in (SVHN-sized, not SVHN) in {root}")
-    header = [
-        f"svhn_sweep benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"Machine: {machine(device)}",
-        f"Data: {data_line}; train file {sizes[0]} rows -> {len(train)} train + {len(val)} val",
-        f"Command: python benchmarks/bench.py {' '.join(sys.argv[1:])}  (medians of {repeats} repeats)",
-        "",
-    ]
-    return "\n".join(header) + bench.table() + "\n"
+    if args.cnn if args.cnn is not None else cuda:
+        bench.measure("cnn_gpu", f"small CNN (model=cnn), batch {batch_size}, {precision}; 1 epoch",
+                      fit_epoch(CNN, batch_size, amp), kind="epoch")
+        if amp:
+            bench.measure("cnn_fp32", f"small CNN, batch {batch_size}, fp32; 1 epoch",
+                          fit_epoch(CNN, batch_size, False), kind="epoch")
+        if args.compile if args.compile is not None else cuda:
+            bench.measure("cnn_compile", f"small CNN, trainer.compile=true, {precision}: first epoch, compile included",
+                          fit_epoch(CNN, batch_size, amp, compile_model=True, first=True), kind="epoch")
+
+    return bench.report()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -467,17 +479,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cnn", action=argparse.BooleanOptionalAction, help="CNN rows (default: on CUDA only)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
                         help="the CNN's torch.compile row (default: on CUDA only)")
-    parser.add_argument("--out", help="also write the table as markdown to this file")
+    parser.add_argument("--out", help="also write the report (markdown) to this file, updated after every row")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report = run(args)
-    print(report)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report)
+    print(run(parse_args(argv)))
 
 
 if __name__ == "__main__":
