@@ -18,14 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
 from svhn_sweep.errors import ConfigError
-
-
-class BatchNormPlacement(str, Enum):
-    """Where an MLP puts BatchNorm1d relative to the activation of each hidden layer."""
-
-    none = "none"
-    before = "before"
-    after = "after"
+from svhn_sweep.models import BatchNormPlacement  # defined beside the models, which must not need Hydra
 
 
 class Device(str, Enum):
@@ -181,6 +174,11 @@ class TrainerConfig:
     device: Device = Device.auto
     # torch intra-op threads; null keeps torch's default (all cores).
     num_threads: int | None = None
+    # bf16 autocast: auto = on with CUDA (tensor cores, half the memory traffic), off on CPU (keeps fp32 results).
+    amp: bool | str = "auto"
+    # torch.compile: off, since compiling each new architecture costs more than it saves in a trial of a few
+    # epochs (benchmarks/bench.py --device cuda measures both); worth it for long single runs.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -188,6 +186,7 @@ class TrainerConfig:
         _require(self.eval_batch_size >= 1, "trainer.eval_batch_size", self.eval_batch_size, "must be >= 1")
         _require(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads",
                  self.num_threads, "must be null or >= 1")
+        _require(self.amp in ("auto", True, False), "trainer.amp", self.amp, "must be auto, true or false")
 
 
 @dataclass

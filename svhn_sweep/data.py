@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from hydra.utils import to_absolute_path
 from torchvision.datasets import SVHN
 
 from svhn_sweep.errors import UserError
@@ -45,7 +44,8 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> Split:
-        return Split(self.images[index], self.labels[index])
+        # index_select copies whole rows; advanced indexing (images[index]) goes element by element, 2-8x slower
+        return Split(self.images.index_select(0, index), self.labels.index_select(0, index))
 
     def to(self, device: torch.device | str) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
@@ -63,7 +63,9 @@ class Normalizer:
         self.scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.offset) * self.scale
+        # uint8 - float32 converts and subtracts in one pass, into the one new tensor the scaling then reuses:
+        # the same floats as (images.float() - offset) * scale, with a third of the memory traffic.
+        return (images - self.offset).mul_(self.scale)
 
 
 class SVHNSource:
@@ -77,7 +79,7 @@ class SVHNSource:
         std: Sequence[float] = (0.20, 0.20, 0.20),
         download: bool = True,
     ) -> None:
-        self.root = Path(to_absolute_path(root))
+        self.root = _absolute(root)
         self.val_fraction = val_fraction
         self.mean = list(mean)
         self.std = list(std)
@@ -155,6 +157,18 @@ class SyntheticSource(SVHNSource):
                 checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
                 _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
         return json.loads(checksum_file.read_text())[SPLIT_FILES[split]]
+
+
+def _absolute(root: str) -> Path:
+    """A relative root is relative to where the command ran, not to the job's folder Hydra may have moved to.
+
+    Hydra is imported only then, so an absolute root needs no Hydra (benchmarks/bench.py on a bare machine).
+    """
+    if os.path.isabs(root):
+        return Path(root)
+    from hydra.utils import to_absolute_path
+
+    return Path(to_absolute_path(root))
 
 
 @lru_cache(maxsize=4)

@@ -1,6 +1,9 @@
 """Errors a user can fix by hand. Hydra prints only their message, never a traceback."""
 
-from hydra.errors import CompactHydraException
+try:  # Hydra prints only the message of a CompactHydraException
+    from hydra.errors import CompactHydraException
+except ImportError:  # the training modules also run without Hydra: benchmarks/bench.py on a bare GPU machine
+    CompactHydraException = Exception
 
 
 class UserError(CompactHydraException):

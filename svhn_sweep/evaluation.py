@@ -21,12 +21,12 @@ N_CLASSES = 10
 PREDICTIONS_FILE = "test_predictions.npz"
 
 
-def evaluate_model(model: nn.Module, data: Split, normalize: Normalizer,
-                   batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_model(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
+                   amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class of every sample of ``data``, in dataset order (the seed's ``evaluate_model``),
     as numpy arrays so the analysis below and a notebook can use them directly.
     """
-    return predict(model, data, normalize, batch_size).cpu().numpy(), data.labels.cpu().numpy()
+    return predict(model, data, normalize, batch_size, amp).cpu().numpy(), data.labels.cpu().numpy()
 
 
 def confusion_matrix(predictions: np.ndarray, truth: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:

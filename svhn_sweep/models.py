@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
 from torch import nn
 
-from svhn_sweep.config import BatchNormPlacement
-
 NUM_CLASSES = 10
 INPUT_SHAPE = (3, 32, 32)
+
+
+class BatchNormPlacement(str, Enum):
+    """Where an MLP puts BatchNorm1d relative to the activation of each hidden layer."""
+
+    none = "none"
+    before = "before"
+    after = "after"
 
 
 class MLP(nn.Sequential):

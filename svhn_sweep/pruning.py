@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import optuna
 from omegaconf import DictConfig
@@ -21,13 +22,19 @@ class StoppedEarly:
     reason: str
 
 
+@lru_cache(maxsize=4)
+def _storage(ref: StudyRef) -> optuna.storages.RDBStorage:
+    """Opened once per process: a new one (engine, schema check) costs about half a second, every trial."""
+    return ref.open_storage()
+
+
 def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
     """None outside a sweep; otherwise a callback that reports and raises ``optuna.TrialPruned``."""
     if sweep.trial is None:
         return None
     ref = StudyRef(sweep.storage, sweep.study)
     pruner = optuna.pruners.NopPruner() if sweep.pruner in (None, "none") else build(sweep.pruner)
-    storage = ref.open_storage()
+    storage = _storage(ref)
     study = optuna.load_study(study_name=ref.study_name, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(ref.study_name), sweep.trial)

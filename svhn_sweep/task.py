@@ -19,9 +19,10 @@ from torch import nn
 from svhn_sweep import data
 from svhn_sweep.config import build, validate
 from svhn_sweep.data import Split, SVHNSource
+from svhn_sweep.errors import ConfigError
 from svhn_sweep.evaluation import PREDICTIONS_FILE, evaluate_model
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
-from svhn_sweep.train import DivergedError, EpochStats, fit, history_records
+from svhn_sweep.train import DivergedError, EpochStats, fit, history_records, use_amp
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def select_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu.")
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu.")
     return torch.device(choice)
 
 
@@ -63,7 +64,8 @@ def _fit(cfg: DictConfig, source: SVHNSource, device: torch.device, train: Split
     history = fit(
         model, optimizer, scheduler, train.to(device), None if val is None else val.to(device),
         source.normalizer(device), cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
-        cfg.trainer.eval_batch_size, on_epoch,
+        cfg.trainer.eval_batch_size, on_epoch, amp=use_amp(cfg.trainer.amp, device),
+        compile_model=cfg.trainer.compile,
     )
     return model, history
 
@@ -121,7 +123,8 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] |
         train, val = Split.concat(train, val), None
     model, history = _fit(cfg, source, device, train, val)
     test = source.load("test").to(device)
-    predictions, labels = evaluate_model(model, test, source.normalizer(device), cfg.trainer.eval_batch_size)
+    predictions, labels = evaluate_model(model, test, source.normalizer(device), cfg.trainer.eval_batch_size,
+                                         use_amp(cfg.trainer.amp, device))
     metrics = {
         **(origin or {}),
         "test_accuracy": float((predictions == labels).mean()),

@@ -63,3 +63,21 @@ def test_wrong_type_is_rejected(compose_cfg) -> None:
         compose_cfg("optimizer.lr=fast")
     assert isinstance(error.value.__cause__, ValidationError)
     assert "optimizer.lr" in str(error.value.__cause__)
+
+
+@pytest.mark.parametrize(("amp", "compile_model"), [("auto", "false"), ("true", "true"), ("false", "false")])
+def test_amp_and_compile_switches_accept_their_values(compose_cfg, amp: str, compile_model: str) -> None:
+    cfg = compose_cfg(f"trainer.amp={amp}", f"trainer.compile={compile_model}")
+    validate(cfg)
+    assert cfg.trainer.amp == {"auto": "auto", "true": True, "false": False}[amp]
+    assert cfg.trainer.compile is (compile_model == "true")
+
+
+def test_amp_and_compile_switches_reject_other_values(compose_cfg) -> None:
+    with pytest.raises(ValueError) as error:
+        validate(compose_cfg("trainer.amp=bf16"))
+    assert "trainer.amp='bf16'" in str(error.value) and "auto, true or false" in str(error.value)
+    for override, key in [("trainer.amp=2", "trainer.amp"), ("trainer.compile=fast", "trainer.compile")]:
+        with pytest.raises(ConfigCompositionException) as composition_error:
+            compose_cfg(override)
+        assert key in str(composition_error.value.__cause__)

@@ -1,9 +1,12 @@
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
 from svhn_sweep.models import MLP
-from svhn_sweep.train import accuracy, fit, predict
+from svhn_sweep.task import train_and_validate
+from svhn_sweep.train import DIVERGENCE_CHECK_EVERY, DivergedError, accuracy, fit, predict, use_amp
 
 
 def toy_split(n: int = 256, seed: int = 0) -> Split:
@@ -39,14 +42,14 @@ def test_accuracy_on_a_known_case() -> None:
     assert torch.equal(predict(ChannelPicker(), data, identity, batch_size=7), data.labels)
 
 
-def run_fit(seed: int, epochs: int = 5, scheduler: bool = True):
+def run_fit(seed: int, epochs: int = 5, scheduler: bool = True, **switches: bool):
     torch.manual_seed(seed)
     model = MLP([16])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5) if scheduler else None
     data = toy_split()
     return fit(model, optimizer, sched, data, toy_split(64, seed=1), Normalizer([0.4] * 3, [0.2] * 3),
-               epochs=epochs, batch_size=32, seed=seed)
+               epochs=epochs, batch_size=32, seed=seed, **switches)
 
 
 def test_step_scheduler_halves_the_learning_rate_every_two_epochs() -> None:
@@ -60,3 +63,100 @@ def test_training_learns_and_is_reproducible() -> None:
     assert first[-1].loss < first[0].loss
     assert first[-1].val_acc > 0.8
     assert [h.loss for h in run_fit(seed=4)] != [h.loss for h in first]
+
+
+def reference_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, data: Split, val: Split,
+                     mean: list[float], std: list[float], epochs: int, batch_size: int, seed: int):
+    """The plain loop the fast path must match: seed-style normalisation, a sync per batch, no tricks."""
+    generator = torch.Generator().manual_seed(seed)
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+
+    def normalize(images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - 255 * mean_t) * (1 / (255 * std_t))
+
+    results = []
+    for _ in range(epochs):
+        model.train()
+        loss_sum, correct = 0.0, 0
+        for index in torch.randperm(len(data), generator=generator).split(batch_size):
+            logits = model(normalize(data.images[index]))
+            loss = F.cross_entropy(logits, data.labels[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(index)
+            correct += int((logits.argmax(1) == data.labels[index]).sum())
+        model.eval()
+        with torch.no_grad():
+            val_acc = (model(normalize(val.images)).argmax(1) == val.labels).float().mean().item()
+        results.append((loss_sum / len(data), correct / len(data), val_acc))
+    return results
+
+
+def test_fast_path_gives_the_numbers_of_a_plain_training_loop() -> None:
+    mean, std = [0.43, 0.44, 0.47], [0.2, 0.2, 0.2]
+    data, val = toy_split(300), toy_split(50, seed=1)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        model = MLP([32], batchnorm="after")
+        models.append((model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)))
+    (fast, fast_opt), (plain, plain_opt) = models
+    history = fit(fast, fast_opt, None, data, val, Normalizer(mean, std), epochs=3, batch_size=64, seed=5)
+    expected = reference_epochs(plain, plain_opt, data, val, mean, std, epochs=3, batch_size=64, seed=5)
+    for stats, (loss, train_acc, val_acc) in zip(history, expected, strict=True):
+        assert stats.loss == pytest.approx(loss, rel=1e-5)
+        assert (stats.train_acc, stats.val_acc) == (train_acc, val_acc)
+    for fast_param, plain_param in zip(fast.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(fast_param, plain_param)  # bit for bit: the speed work changed no arithmetic
+
+
+def test_divergence_stops_training_within_a_few_dozen_batches() -> None:
+    torch.manual_seed(0)
+    model = MLP([16])
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e6)
+    steps = []
+    optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    data = toy_split(4 * DIVERGENCE_CHECK_EVERY * 8)  # 4 checks' worth of batches of 8
+    with pytest.raises(DivergedError, match=r"^loss became (nan|inf) in epoch 1 \(lr=1e\+06\)"):
+        fit(model, optimizer, None, data, None, Normalizer([0.4] * 3, [0.2] * 3), epochs=3, batch_size=8, seed=0)
+    assert len(steps) == DIVERGENCE_CHECK_EVERY  # the first check caught it; the epoch's other batches never ran
+
+
+def test_compiled_model_trains_to_the_same_numbers(monkeypatch) -> None:
+    compiled = []
+
+    def compile_eagerly(model: nn.Module) -> nn.Module:  # dynamo's graph capture without inductor's slow codegen
+        compiled.append(model)
+        return real_compile(model, backend="eager")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    eager, again = run_fit(seed=3, epochs=2), run_fit(seed=3, epochs=2, compile_model=True)
+    assert len(compiled) == 1
+    assert [(h.loss, h.val_acc) for h in again] == [(h.loss, h.val_acc) for h in eager]
+
+
+def test_amp_is_on_for_cuda_only_unless_set() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (use_amp("auto", cpu), use_amp("auto", cuda)) == (False, True)
+    assert (use_amp(True, cpu), use_amp(False, cuda)) == (True, False)
+
+
+def test_bf16_autocast_trains_on_cpu_too() -> None:
+    history = run_fit(seed=3, epochs=3, amp=True)
+    assert history[-1].loss < history[0].loss and history[-1].val_acc > 0.8
+
+
+def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_path, monkeypatch) -> None:
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append({key: kwargs[key] for key in ("amp", "compile_model")})
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    monkeypatch.setattr("svhn_sweep.task.fit", spy)
+    for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
+        train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
+    assert seen == [{"amp": False, "compile_model": False}, {"amp": True, "compile_model": True}]

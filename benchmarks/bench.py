@@ -1,0 +1,491 @@
+"""How fast svhn_sweep trains, against the seed notebook's pipeline, on SVHN-sized data, in one process.
+
+    python benchmarks/bench.py                                   # CPU: the full table, about 10 min on 2 cores
+    python benchmarks/bench.py --device cuda --quick --out gpu.md  # GPU: a few minutes, no Hydra/Optuna needed
+
+Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's time):
+
+1. the seed's pipeline as the notebook writes it: torchvision's SVHN ``__getitem__`` (a PIL image per sample,
+   then ToTensor + Normalize), DataLoader + SubsetRandomSampler, batch 64, the 1x100 MLP, SGD; one epoch (its
+   ``train_model``: the training pass and ``compute_accuracy`` on val). It runs on the CPU, as the seed does;
+2. ``svhn_sweep.train.fit`` with the same model and optimizer, batch 64, one epoch (training pass + val);
+3. the same at ``trainer.batch_size`` (conf/train.yaml);
+4. this machine's fp32 matmul throughput and the fraction of it that row 3 reaches, counting the matmul FLOPs
+   the epoch really runs (forward; backward: weight gradients, and input gradients except for the first layer,
+   whose input needs none; val: forward);
+5. per-trial overhead of a real multirun (``python -m svhn_sweep --multirun``, basic and joblib launchers):
+   wall time minus the time inside epochs, from two sweep lengths, so that the fixed start-up cost (Python,
+   torch, Hydra) drops out of the per-trial figure and is shown beside it;
+6. loading the train file: the first load of the ``.mat`` (md5, parse, writing the ``.npz``) and a cached one.
+
+With ``--device cuda`` it adds the small CNN (``model=cnn``) per epoch, fp32 and bf16 autocast, and with
+``torch.compile`` (first epoch, compile included, and later ones). ``--quick`` uses random pixels of the same
+shapes (timing does not depend on them), runs the seed pipeline once, and skips rows 5 and 6, so it needs only
+torch, torchvision, numpy and this package's train/models/data modules: no Hydra, Optuna or data files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the checkout's package, installed or not
+
+from svhn_sweep import data as data_module  # noqa: E402
+from svhn_sweep.data import Normalizer, Split, SyntheticSource  # noqa: E402
+from svhn_sweep.models import CNN, MLP  # noqa: E402
+from svhn_sweep.train import fit, use_amp  # noqa: E402
+
+SVHN_TRAIN, SVHN_TEST = 73257, 26032
+MEAN, STD = [0.43, 0.44, 0.47], [0.20, 0.20, 0.20]  # the seed's Normalize
+SEED_BATCH, SEED_LR, SEED_WEIGHT_DECAY = 64, 1e-2, 1e-1  # the seed's DataLoader and SGD
+VAL_FRACTION = 0.2
+# Targets of issue 5, for a 2-core CPU and for an H100: row key -> (device type, wording, test). Rows 2 and 3
+# are judged on their speed-up against row 1 on the CPU, on their time on a GPU.
+TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
+    "ours64": ("cpu", "≥ 8×", lambda speedup: speedup >= 8),
+    "ours": ("cpu", "≥ 15×", lambda speedup: speedup >= 15),
+    "peak": ("cpu", "≥ 70 %", lambda fraction: fraction >= 0.70),
+    "basic": ("cpu", "≤ 0.5 s", lambda seconds: seconds <= 0.5),
+    "joblib": ("cpu", "≤ 0.5 s", lambda seconds: seconds <= 0.5),
+    "cached": ("cpu", "≤ 1 s", lambda seconds: seconds <= 1.0),
+    "mlp_gpu": ("cuda", "≤ 0.2 s (H100)", lambda seconds: seconds <= 0.2),
+    "cnn_gpu": ("cuda", "≤ 2 s (H100)", lambda seconds: seconds <= 2.0),
+}
+JUDGED_ON_SPEEDUP = ("ours64", "ours")
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    value: float | None  # seconds, or a fraction for the peak row; None when the measurement failed
+    shown: str
+    speedup: str = ""
+    target: str = ""
+    note: str = ""
+
+
+# -- the seed's pipeline, as the notebook writes it ----------------------------------------------------------
+def seed_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dataset:
+    """torchvision's own SVHN class with the arrays handed in: its ``__getitem__`` runs unchanged.
+
+    The real constructor would check the real SVHN files' md5, which the synthetic files do not have.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import SVHN
+
+    class SeedSVHN(SVHN):
+        def __init__(self) -> None:
+            super(SVHN, self).__init__(root="", transform=transforms.Compose([
+                transforms.ToTensor(),
+                transforms.Normalize(mean=MEAN, std=STD),
+            ]))
+            self.data, self.labels = images, labels
+
+    return SeedSVHN()
+
+
+class Flattener(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch_size, *_ = x.shape
+        return x.view(batch_size, -1)
+
+
+def seed_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader,
+                     val_loader: torch.utils.data.DataLoader, loss: nn.Module, optimizer: torch.optim.Optimizer,
+                     num_epochs: int) -> tuple[list[float], list[float], list[float]]:
+    """The notebook's ``train_model``, line for line (its per-epoch print left out)."""
+    loss_history = []
+    train_history = []
+    val_history = []
+    for _epoch in range(num_epochs):
+        model.train()  # Enter train mode
+
+        loss_accum = 0
+        correct_samples = 0
+        total_samples = 0
+        for i_step, (x, y) in enumerate(train_loader):  # noqa: B007 (the seed reads i_step after the loop)
+            prediction = model(x)
+            loss_value = loss(prediction, y)
+            optimizer.zero_grad()
+            loss_value.backward()
+            optimizer.step()
+
+            _, indices = torch.max(prediction, 1)
+            correct_samples += torch.sum(indices == y)
+            total_samples += y.shape[0]
+
+            loss_accum += loss_value
+
+        ave_loss = loss_accum / (i_step + 1)
+        train_accuracy = float(correct_samples) / total_samples
+        val_accuracy = seed_compute_accuracy(model, val_loader)
+
+        loss_history.append(float(ave_loss))
+        train_history.append(train_accuracy)
+        val_history.append(val_accuracy)
+    return loss_history, train_history, val_history
+
+
+def seed_compute_accuracy(model: nn.Module, loader: torch.utils.data.DataLoader) -> float:
+    """The notebook's ``compute_accuracy`` (the exercise's obvious solution)."""
+    model.eval()  # Evaluation mode
+
+    correct_samples = 0
+    total_samples = 0
+    for _i_step, (x, y) in enumerate(loader):
+        prediction = model(x)
+        indices = torch.argmax(prediction, 1)
+        correct_samples += torch.sum(indices == y)
+        total_samples += y.shape[0]
+
+    return float(correct_samples) / total_samples
+
+
+def seed_epochs(full: Split, repeats: int) -> list[float]:
+    """Seconds per epoch of the seed's pipeline over the train file ``full``."""
+    from torch.utils.data.sampler import SubsetRandomSampler
+
+    data_train = seed_dataset(full.images.numpy(), full.labels.numpy())
+    data_size = data_train.data.shape[0]
+    split = int(np.floor(VAL_FRACTION * data_size))
+    indices = list(range(data_size))
+    np.random.seed(0)
+    np.random.shuffle(indices)
+    train_indices, val_indices = indices[split:], indices[:split]
+    train_loader = torch.utils.data.DataLoader(data_train, batch_size=SEED_BATCH,
+                                               sampler=SubsetRandomSampler(train_indices))
+    val_loader = torch.utils.data.DataLoader(data_train, batch_size=SEED_BATCH,
+                                             sampler=SubsetRandomSampler(val_indices))
+    nn_model = nn.Sequential(Flattener(), nn.Linear(3 * 32 * 32, 100), nn.ReLU(inplace=True), nn.Linear(100, 10))
+    nn_model.type(torch.FloatTensor)
+    loss = nn.CrossEntropyLoss().type(torch.FloatTensor)
+    optimizer = torch.optim.SGD(nn_model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        seed_train_model(nn_model, train_loader, val_loader, loss, optimizer, 1)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+# -- our path ------------------------------------------------------------------------------------------------
+def our_epochs(model: nn.Module, train: Split, val: Split, device: torch.device, batch_size: int, repeats: int,
+               amp: bool, compile_model: bool = False) -> list[float]:
+    """Seconds of each epoch of ``fit`` for 1 + ``repeats`` epochs; the first (warm-up, compile) comes first."""
+    model = model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
+    history = fit(model, optimizer, None, train, val, Normalizer(MEAN, STD, device), 1 + repeats, batch_size,
+                  seed=0, amp=amp, compile_model=compile_model)
+    return [stats.seconds for stats in history]
+
+
+def mlp_epoch_flops(model: nn.Module, n_train: int, n_val: int) -> float:
+    """Matmul FLOPs of one epoch: train forward + weight grads + input grads (none for the first layer), val forward."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    forward = [2.0 * m.in_features * m.out_features for m in linears]
+    train = sum(f * (2 if i == 0 else 3) for i, f in enumerate(forward))
+    return n_train * train + n_val * sum(forward)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+    """Throughput of a large square matmul: what this machine's BLAS reaches at best."""
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    seconds = []
+    for _ in range(1 + max(repeats, 5)):
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(seconds[1:]) / 1e9
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- per-trial overhead of a real sweep ----------------------------------------------------------------------
+def sweep_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jobs: int,
+                   trials: int) -> tuple[float, float]:
+    """One multirun of ``trials`` 1-epoch trials: (wall seconds, seconds on the epochs' critical path).
+
+    It runs as a user types it, in a fresh folder whose ``data/synthetic`` links to ``root``: every override
+    is stored with each trial, so the command carries only what the measurement needs. Trials run in batches
+    of ``n_jobs`` (the sweeper asks that many at a time); a batch takes as long as its slowest trial, so the
+    epochs on the critical path are the sum over batches of the longest trial's epochs.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        (Path(tmp) / "data").mkdir()
+        (Path(tmp) / "data" / "synthetic").symlink_to(root)
+        full_size = sizes == (SVHN_TRAIN, SVHN_TEST)
+        sized = [] if full_size else [f"data.train_size={sizes[0]}", f"data.test_size={sizes[1]}"]
+        command = [
+            sys.executable, "-m", "svhn_sweep", "--multirun", "data=synthetic", *sized, "trainer.epochs=1",
+            "model.hidden_sizes=[100]",  # the searched layer lists differ 10x in epoch time; overhead does not
+            "sweep.pruner=none", "final.enabled=false", f"hydra.sweeper.n_trials={trials}", *launcher,
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        start = time.perf_counter()
+        result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(f"multirun failed: {result.stderr[-2000:]}")
+        epochs = []
+        (sweep_dir,) = (Path(tmp) / "outputs" / "sweeps").iterdir()
+        for number in range(trials):
+            metrics = json.loads((sweep_dir / str(number) / "metrics.json").read_text())
+            epochs.append(sum(h["seconds"] for h in metrics["history"]))
+    critical = sum(max(epochs[i:i + n_jobs]) for i in range(0, trials, n_jobs))
+    return wall, critical
+
+
+def per_trial_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jobs: int,
+                       lengths: tuple[int, int], repeats: int) -> tuple[float, float]:
+    """(seconds per trial, fixed seconds per sweep) from sweeps of two lengths: the slope and the intercept."""
+    overhead = {}
+    for trials in lengths:
+        runs = [sweep_overhead(root, sizes, launcher, n_jobs, trials) for _ in range(repeats)]
+        overhead[trials] = statistics.median(wall - epochs for wall, epochs in runs)
+    short, long = lengths
+    per_trial = (overhead[long] - overhead[short]) / (long - short)
+    return per_trial, overhead[short] - short * per_trial
+
+
+# -- data loading --------------------------------------------------------------------------------------------
+def load_seconds(source: SyntheticSource, first: bool, repeats: int) -> list[float]:
+    """Seconds to load the train file into tensors, without (``first``) or with the ``.npz`` cache."""
+    cache = source.root / "train_32x32.npz"
+    seconds = []
+    for _ in range(repeats):
+        if first:
+            cache.unlink(missing_ok=True)
+        data_module._load_cached.cache_clear()  # the in-process cache would make every load after the first free
+        start = time.perf_counter()
+        source.load("train")
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+def random_train_file(size: int) -> Split:
+    """SVHN-shaped uint8 images and labels, for timing only."""
+    generator = torch.Generator().manual_seed(0)
+    return Split(torch.randint(0, 256, (size, 3, 32, 32), dtype=torch.uint8, generator=generator),
+                 torch.randint(0, 10, (size,), generator=generator))
+
+
+def train_val(full: Split) -> tuple[Split, Split]:
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    n_val = int(len(full) * VAL_FRACTION)
+    return full.subset(order[n_val:]), full.subset(order[:n_val])
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):  # Linux names the model; elsewhere platform's guess stays
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    text = (f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def fmt_seconds(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+class Bench:
+    """The rows measured so far; with ``out``, the report is rewritten there after every row."""
+
+    def __init__(self, device: torch.device, header: str, out: Path | None) -> None:
+        self.device = device
+        self.header = header
+        self.out = out
+        self.rows: list[Row] = []
+
+    def value(self, key: str) -> float | None:
+        return next((row.value for row in self.rows if row.key == key), None)
+
+    def measure(self, key: str, label: str, how: Callable[[], tuple[float, str]], kind: str = "other") -> None:
+        """Run one measurement; a failure becomes a row that says so, and the rest of the table still runs.
+
+        ``kind``: "epoch" rows get a speed-up against row 1, "fraction" rows show a percentage.
+        """
+        print(f"... {label}", file=sys.stderr, flush=True)
+        try:
+            value, note = how()
+        except Exception as error:  # one broken row must not cost the whole (possibly one-shot) run
+            traceback.print_exc()
+            self.rows.append(Row(key, label, None, "failed", note=f"{type(error).__name__}: {error}"[:300]))
+            self.save()
+            return
+        row = Row(key, label, value, f"{value:.0%}" if kind == "fraction" else fmt_seconds(value), note=note)
+        seed = self.value("seed")
+        speedup = seed / value if seed and kind == "epoch" else None
+        if speedup is not None:
+            row.speedup = f"{speedup:.1f}×"
+        if key in TARGETS and TARGETS[key][0] == self.device.type:
+            _, wording, ok = TARGETS[key]
+            judged = speedup if key in JUDGED_ON_SPEEDUP else value
+            if judged is not None:
+                row.target = f"{wording}: {'met' if ok(judged) else 'MISSED'}"
+        self.rows.append(row)
+        print(f"    {row.shown} {row.speedup} {row.target}", file=sys.stderr, flush=True)
+        self.save()
+
+    def report(self) -> str:
+        lines = [self.header, "", "| # | measurement | median | speed-up vs (1) | target | note |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {i} | {r.label} | {r.shown} | {r.speedup} | {r.target} | {r.note} |"
+                  for i, r in enumerate(self.rows, 1)]
+        return "\n".join(lines) + "\n"
+
+    def save(self) -> None:
+        """So that a run cut short (a device lease running out) still leaves the rows it measured."""
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(self.report())
+
+
+def run(args: argparse.Namespace) -> str:
+    """Measure every row that applies to ``args`` and return the report: a header and a markdown table."""
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    repeats, quick, cuda = args.repeats, args.quick, device.type == "cuda"
+    batch_size = yaml.safe_load((REPO / "conf" / "train.yaml").read_text())["trainer"]["batch_size"]
+    sizes = (args.train_size, args.test_size)
+    root = Path(args.data_root).resolve()
+    source = None if quick else SyntheticSource(str(root), train_size=sizes[0], test_size=sizes[1])
+    full = random_train_file(sizes[0]) if source is None else source.load("train")
+    train_cpu, val_cpu = train_val(full)
+    train, val = train_cpu.to(device), val_cpu.to(device)
+    amp = use_amp("auto", device)  # what trainer.amp=auto does on this device
+    precision = "bf16 autocast" if amp else "fp32"
+    data_line = ("random uint8 pixels of SVHN's shapes (timing only)" if quick else
+                 f"the synthetic SVHN stand-in (SVHN-sized, not SVHN) in {root}")
+    header = "\n".join([
+        f"svhn_sweep benchmark, {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"Machine: {machine(device)}",
+        f"Data: {data_line}; train file {sizes[0]} rows -> {len(train)} train + {len(val)} val",
+        f"Command: python benchmarks/bench.py {' '.join(sys.argv[1:])}  (medians of {repeats} repeats)",
+    ])
+    bench = Bench(device, header, Path(args.out) if args.out else None)
+
+    def seed() -> tuple[float, str]:
+        seconds = statistics.median(seed_epochs(full, 1 if quick else repeats))
+        return seconds, f"CPU, as the seed runs; {len(train)} train + {len(val)} val rows"
+
+    def fit_epoch(model: Callable[[], nn.Module], size: int, use_amp: bool, compile_model: bool = False,
+                  first: bool = False) -> Callable[[], tuple[float, str]]:
+        def how() -> tuple[float, str]:
+            torch.manual_seed(0)
+            seconds = our_epochs(model(), train, val, device, size, repeats, use_amp, compile_model)
+            later = statistics.median(seconds[1:])
+            if first:
+                return seconds[0], f"later epochs {later:.3f} s"
+            return later, f"{device.type}, {'bf16 autocast' if use_amp else 'fp32'}"
+        return how
+
+    def peak() -> tuple[float, str]:
+        gflops = matmul_gflops(device, torch.float32, repeats)
+        epoch = bench.value(mlp_key)
+        flops = mlp_epoch_flops(MLP([100]), len(train), len(val))
+        note = (f"fp32 matmul peak {gflops:.0f} GFLOP/s ({device.type}); the epoch above runs {flops / 1e9:.1f} "
+                f"GFLOP of matmuls in {epoch:.3f} s = {flops / epoch / 1e9:.0f} GFLOP/s")
+        if cuda:
+            note += f"; bf16 matmul peak {matmul_gflops(device, torch.bfloat16, repeats):.0f} GFLOP/s"
+        return flops / epoch / 1e9 / gflops, note
+
+    def mlp() -> nn.Module:
+        return MLP([100])
+
+    bench.measure("seed", f"seed pipeline: Dataset + DataLoader, batch {SEED_BATCH}, MLP 1×100, SGD; 1 epoch", seed)
+    bench.measure("ours64", f"svhn_sweep fit, batch {SEED_BATCH}, same model and SGD; 1 epoch",
+                  fit_epoch(mlp, SEED_BATCH, amp), kind="epoch")
+    mlp_key = "mlp_gpu" if cuda else "ours"
+    bench.measure(mlp_key, f"svhn_sweep fit, batch {batch_size} (trainer.batch_size); 1 epoch",
+                  fit_epoch(mlp, batch_size, amp), kind="epoch")
+    if amp:
+        bench.measure("mlp_fp32", "the same in fp32 (trainer.amp=false); 1 epoch", fit_epoch(mlp, batch_size, False),
+                      kind="epoch")
+    if bench.value(mlp_key) is not None:
+        bench.measure("peak", f"fraction of the fp32 matmul peak that the batch-{batch_size} epoch reaches", peak,
+                      kind="fraction")
+
+    if not (quick or args.skip_sweep):
+        lengths = (2, 6)
+        joblib = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
+        for key, launcher, n_jobs in [("basic", [], 1), ("joblib", joblib, 2)]:
+            def overhead(launcher: list[str] = launcher, n_jobs: int = n_jobs) -> tuple[float, str]:
+                per_trial, fixed = per_trial_overhead(root, sizes, launcher, n_jobs, lengths, repeats)
+                return per_trial, (f"slope between sweeps of {lengths[0]} and {lengths[1]} one-epoch trials; "
+                                   f"plus {fixed:.1f} s once per sweep (Python, torch and Hydra start-up, study)")
+            bench.measure(key, f"sweep overhead per trial, {key} launcher (n_jobs={n_jobs})", overhead)
+
+    if source is not None and not args.skip_load:
+        bench.measure("first", f"first load of train_32x32.mat ({sizes[0]} rows) into tensors",
+                      lambda: (statistics.median(load_seconds(source, True, repeats)), "md5, loadmat, .npz written"))
+        bench.measure("cached", "cached load of the same (.npz beside the .mat)",
+                      lambda: (statistics.median(load_seconds(source, False, repeats)), "warm page cache"))
+
+    if args.cnn if args.cnn is not None else cuda:
+        bench.measure("cnn_gpu", f"small CNN (model=cnn), batch {batch_size}, {precision}; 1 epoch",
+                      fit_epoch(CNN, batch_size, amp), kind="epoch")
+        if amp:
+            bench.measure("cnn_fp32", f"small CNN, batch {batch_size}, fp32; 1 epoch",
+                          fit_epoch(CNN, batch_size, False), kind="epoch")
+        if args.compile if args.compile is not None else cuda:
+            bench.measure("cnn_compile", f"small CNN, trainer.compile=true, {precision}: first epoch, compile included",
+                          fit_epoch(CNN, batch_size, amp, compile_model=True, first=True), kind="epoch")
+
+    return bench.report()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row; the median is shown")
+    parser.add_argument("--quick", action="store_true",
+                        help="random pixels, seed pipeline once, no sweep or load rows (no Hydra/Optuna needed)")
+    parser.add_argument("--data-root", default="data/synthetic", help="where the synthetic set is (generated once)")
+    parser.add_argument("--train-size", type=int, default=SVHN_TRAIN)
+    parser.add_argument("--test-size", type=int, default=SVHN_TEST)
+    parser.add_argument("--skip-sweep", action="store_true", help="skip row 5 (needs the full install)")
+    parser.add_argument("--skip-load", action="store_true", help="skip row 6")
+    parser.add_argument("--cnn", action=argparse.BooleanOptionalAction, help="CNN rows (default: on CUDA only)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        help="the CNN's torch.compile row (default: on CUDA only)")
+    parser.add_argument("--out", help="also write the report (markdown) to this file, updated after every row")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The benchmark's command works end to end on tiny data (its timings are not checked: no timed tests)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE
+
+# Runs benchmarks/bench.py with Hydra, OmegaConf and Optuna unimportable, as on a GPU machine that has only torch.
+WITHOUT_HYDRA = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna', 'hydra_plugins'):
+            raise ImportError('not installed here: ' + name)
+sys.meta_path.insert(0, Block())
+sys.argv = ['benchmarks/bench.py', *sys.argv[1:]]
+runpy.run_path('benchmarks/bench.py', run_name='__main__')
+"""
+
+
+def bench(args: list[str], prelude: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", prelude, *args] if prelude else [sys.executable, "benchmarks/bench.py", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+
+
+def rows(table: str) -> list[str]:
+    return [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.md"
+    result = bench(["--quick", "--device", "cpu", "--train-size", "700", "--repeats", "1", "--cnn", "--no-compile",
+                    "--out", str(out)], prelude=WITHOUT_HYDRA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.read_text() in result.stdout
+    assert rows(out.read_text()) == [
+        "seed pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
+        "svhn_sweep fit, batch 64, same model and SGD; 1 epoch",
+        "svhn_sweep fit, batch 256 (trainer.batch_size); 1 epoch",
+        "fraction of the fp32 matmul peak that the batch-256 epoch reaches",
+        "small CNN (model=cnn), batch 256, fp32; 1 epoch",
+    ]
+    assert "failed" not in out.read_text() and "560 train + 140 val" in out.read_text()
+
+
+def test_benchmark_times_the_data_loads_on_the_synthetic_files(synthetic_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    result = bench(["--device", "cpu", "--data-root", str(root), "--train-size", str(TRAIN_SIZE),
+                    "--test-size", str(TEST_SIZE), "--repeats", "1", "--skip-sweep"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert rows(result.stdout)[-2:] == [f"first load of train_32x32.mat ({TRAIN_SIZE} rows) into tensors",
+                                        "cached load of the same (.npz beside the .mat)"]
+    assert "failed" not in result.stdout and "SVHN-sized, not SVHN" in result.stdout
