@@ -58,7 +58,11 @@ class RetrainBest(Callback):
             trials = trials_table(study)
             trials.to_csv(sweep_dir / TRIALS_CSV, index=False)
             if finished and config.final.enabled and self._claim(ref, study, sweep_dir):
-                self._retrain(config, study, sweep_dir)
+                try:
+                    self._retrain(config, study, sweep_dir)
+                except Exception:
+                    study.set_user_attr(FINAL_CLAIM, None)  # give the claim back: the same command retries
+                    raise
             if finished:
                 write_plots(sweep_dir, study)
             print("\n" + summary(study, trials, sweep_dir, config.final.top_k))

@@ -45,6 +45,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
 ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
 RUN_DIR = "run_dir"
+RESULTS_FILE = "optimization_results.yaml"  # as the official sweeper names it
 
 
 class SweepFailedError(UserError):
@@ -127,6 +128,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
+        # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
+        (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
         with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
             storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
             study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
@@ -219,7 +222,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         best = study.best_trial
         log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
         OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value}),
-                       sweep_dir / "optimization_results.yaml")
+                       sweep_dir / RESULTS_FILE)
 
     # -- bookkeeping around a running batch -------------------------------------------------------------
     @contextmanager
@@ -251,6 +254,6 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             for trial in trials:
                 trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {type(interrupt).__name__}")
                 study.tell(trial, state=TrialState.FAIL)
-            log.warning("Interrupted: trial(s) %s marked FAIL; finished trials are kept. Run the same command "
-                        "to resume.", [t.number for t in trials])
+            log.warning("Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command "
+                        "to resume.", type(interrupt).__name__, [t.number for t in trials])
             raise
