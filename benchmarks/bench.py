@@ -1,6 +1,6 @@
 """How fast svhn_sweep trains, against the seed notebook's pipeline, on SVHN-sized data, in one process.
 
-    python benchmarks/bench.py                                   # CPU: the full table, about 10 min on 2 cores
+    python benchmarks/bench.py                                   # CPU: the full table, about 8 min on 2 cores
     python benchmarks/bench.py --device cuda --quick --out gpu.md  # GPU: a few minutes, no Hydra/Optuna needed
 
 Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's time):
