@@ -1,6 +1,6 @@
 """How fast svhn_sweep trains, against the seed notebook's pipeline, on SVHN-sized data, in one process.
 
-    python benchmarks/bench.py                                   # CPU: the full table, about 10 min on 2 cores
+    python benchmarks/bench.py                                   # CPU: the full table, about 8 min on 2 cores
     python benchmarks/bench.py --device cuda --quick --out gpu.md  # GPU: a few minutes, no Hydra/Optuna needed
 
 Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's time):
@@ -14,8 +14,8 @@ Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's
    the epoch really runs (forward; backward: weight gradients, and input gradients except for the first layer,
    whose input needs none; val: forward);
 5. per-trial overhead of a real multirun (``python -m svhn_sweep --multirun``, basic and joblib launchers):
-   wall time minus the time inside epochs, from two sweep lengths, so that the fixed start-up cost (Python,
-   torch, Hydra) drops out of the per-trial figure and is shown beside it;
+   the time between consecutive trials' ends minus the time inside their epochs, so that the once-per-sweep
+   cost (Python, torch and Hydra start-up, the first data load) stays out of it and is shown beside it;
 6. loading the train file: the first load of the ``.mat`` (md5, parse, writing the ``.npz``) and a cached one.
 
 With ``--device cuda`` it adds the small CNN (``model=cnn``) per epoch, fp32 and bf16 autocast, and with
@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ SVHN_TRAIN, SVHN_TEST = 73257, 26032
 MEAN, STD = [0.43, 0.44, 0.47], [0.20, 0.20, 0.20]  # the seed's Normalize
 SEED_BATCH, SEED_LR, SEED_WEIGHT_DECAY = 64, 1e-2, 1e-1  # the seed's DataLoader and SGD
 VAL_FRACTION = 0.2
+EVAL_BATCH = 4096  # fit's eval_batch_size default, as trainer.eval_batch_size
+MATMUL_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to reach each device's peak
 # Targets of issue 5, for a 2-core CPU and for an H100: row key -> (device type, wording, test). Rows 2 and 3
 # are judged on their speed-up against row 1 on the CPU, on their time on a GPU.
 TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
@@ -182,10 +185,12 @@ def seed_epochs(full: Split, repeats: int) -> list[float]:
     loss = nn.CrossEntropyLoss().type(torch.FloatTensor)
     optimizer = torch.optim.SGD(nn_model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
     seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        seed_train_model(nn_model, train_loader, val_loader, loss, optimizer, 1)
-        seconds.append(time.perf_counter() - start)
+    with warnings.catch_warnings():  # float(ave_loss) of a tensor that requires grad: the seed's, harmless
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            seed_train_model(nn_model, train_loader, val_loader, loss, optimizer, 1)
+            seconds.append(time.perf_counter() - start)
     return seconds
 
 
@@ -200,17 +205,61 @@ def our_epochs(model: nn.Module, train: Split, val: Split, device: torch.device,
     return [stats.seconds for stats in history]
 
 
-def mlp_epoch_flops(model: nn.Module, n_train: int, n_val: int) -> float:
-    """Matmul FLOPs of one epoch: train forward + weight grads + input grads (none for the first layer), val forward."""
+def mlp_epoch_flops(model: nn.Module, n_train: int, n_val: int, first_input_grad: bool = False) -> float:
+    """Matmul FLOPs of one epoch: train forward + weight grads + input grads, val forward.
+
+    The first layer's input (the data) needs no gradient and autograd computes none; ``first_input_grad`` counts
+    it anyway, as the common "training = 3x forward" rule of thumb does.
+    """
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     forward = [2.0 * m.in_features * m.out_features for m in linears]
-    train = sum(f * (2 if i == 0 else 3) for i, f in enumerate(forward))
+    train = sum(f * (2 if i == 0 and not first_input_grad else 3) for i, f in enumerate(forward))
     return n_train * train + n_val * sum(forward)
+
+
+def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int, batch_size: int, eval_batch_size: int,
+                         device: torch.device, repeats: int) -> float:
+    """Seconds for one epoch's matrix products alone, at the epoch's shapes: a floor no training loop beats.
+
+    These are the products that :func:`mlp_epoch_flops` counts, on random operands, without the rest of a step.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+    def products(rows: int, train: bool) -> Callable[[], None]:
+        inputs = [torch.randn(rows, m.in_features, device=device) for m in linears]
+        grads = [torch.randn(rows, m.out_features, device=device) for m in linears]
+
+        def run() -> None:
+            for i, m in enumerate(linears):
+                torch.nn.functional.linear(inputs[i], m.weight, m.bias)
+                if train:
+                    grads[i].t().mm(inputs[i])
+                    if i > 0:
+                        grads[i].mm(m.weight)
+        return run
+
+    def sizes(n: int, size: int) -> list[int]:
+        return [size] * (n // size) + ([n % size] if n % size else [])
+
+    steps = [products(rows, True) for rows in sizes(n_train, batch_size)[-2:]]  # one full, one last batch
+    evals = [products(rows, False) for rows in sizes(n_val, eval_batch_size)[-2:]]
+    plan = [(steps[0], n_train // batch_size), (steps[-1], 1 if n_train % batch_size else 0),
+            (evals[0], n_val // eval_batch_size), (evals[-1], 1 if n_val % eval_batch_size else 0)]
+    seconds = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        for run, times in plan:
+            for _ in range(times):
+                run()
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
     """Throughput of a large square matmul: what this machine's BLAS reaches at best."""
-    n = 2048 if device.type == "cpu" else 8192
+    n = MATMUL_SIDE[device.type]
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     seconds = []
     for _ in range(1 + max(repeats, 5)):
@@ -228,14 +277,13 @@ def sync(device: torch.device) -> None:
 
 
 # -- per-trial overhead of a real sweep ----------------------------------------------------------------------
-def sweep_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jobs: int,
-                   trials: int) -> tuple[float, float]:
-    """One multirun of ``trials`` 1-epoch trials: (wall seconds, seconds on the epochs' critical path).
+def sweep_timeline(root: Path, sizes: tuple[int, int], launcher: list[str], trials: int
+                   ) -> tuple[float, list[float], list[float]]:
+    """One multirun of ``trials`` one-epoch trials: its wall seconds and, per trial, when its metrics.json was
+    written (seconds from the start) and its seconds inside epochs.
 
-    It runs as a user types it, in a fresh folder whose ``data/synthetic`` links to ``root``: every override
-    is stored with each trial, so the command carries only what the measurement needs. Trials run in batches
-    of ``n_jobs`` (the sweeper asks that many at a time); a batch takes as long as its slowest trial, so the
-    epochs on the critical path are the sum over batches of the longest trial's epochs.
+    It runs as a user types it, in a fresh folder whose ``data/synthetic`` links to ``root``: each override
+    is stored with every trial, so the command carries only what the measurement needs.
     """
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         (Path(tmp) / "data").mkdir()
@@ -248,30 +296,39 @@ def sweep_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jo
             "sweep.pruner=none", "final.enabled=false", f"hydra.sweeper.n_trials={trials}", *launcher,
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        start = time.perf_counter()
+        started = time.time()
         result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        wall = time.time() - started
         if result.returncode != 0:
             raise RuntimeError(f"multirun failed: {result.stderr[-2000:]}")
-        epochs = []
         (sweep_dir,) = (Path(tmp) / "outputs" / "sweeps").iterdir()
+        ends, epochs = [], []
         for number in range(trials):
-            metrics = json.loads((sweep_dir / str(number) / "metrics.json").read_text())
-            epochs.append(sum(h["seconds"] for h in metrics["history"]))
-    critical = sum(max(epochs[i:i + n_jobs]) for i in range(0, trials, n_jobs))
-    return wall, critical
+            metrics_file = sweep_dir / str(number) / "metrics.json"
+            ends.append(metrics_file.stat().st_mtime - started)
+            epochs.append(sum(h["seconds"] for h in json.loads(metrics_file.read_text())["history"]))
+    return wall, ends, epochs
 
 
-def per_trial_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jobs: int,
-                       lengths: tuple[int, int], repeats: int) -> tuple[float, float]:
-    """(seconds per trial, fixed seconds per sweep) from sweeps of two lengths: the slope and the intercept."""
-    overhead = {}
-    for trials in lengths:
-        runs = [sweep_overhead(root, sizes, launcher, n_jobs, trials) for _ in range(repeats)]
-        overhead[trials] = statistics.median(wall - epochs for wall, epochs in runs)
-    short, long = lengths
-    per_trial = (overhead[long] - overhead[short]) / (long - short)
-    return per_trial, overhead[short] - short * per_trial
+def per_trial_overhead(root: Path, sizes: tuple[int, int], launcher: list[str], n_jobs: int, trials: int,
+                       repeats: int) -> tuple[float, float]:
+    """(seconds per trial, seconds once per sweep) besides training, medians over ``repeats`` multiruns.
+
+    Trials run in batches of ``n_jobs`` (the sweeper asks that many at a time) and a batch ends with its
+    slowest trial. Per trial: the time between two batches' ends not spent in the later batch's longest
+    epoch, over its trials; that is all a trial costs besides training (the sweeper's ask and tell, Hydra's
+    job set-up, the job's own). Once per sweep: the rest of the wall time (Python, torch and Hydra start-up,
+    the study, the first trial's data load, the closing table, exit).
+    """
+    per_trial, fixed = [], []
+    for _ in range(repeats):
+        wall, ends, epochs = sweep_timeline(root, sizes, launcher, trials)
+        batches = [range(i, min(i + n_jobs, trials)) for i in range(0, trials, n_jobs)]
+        done = [max(ends[t] for t in batch) for batch in batches]
+        longest = [max(epochs[t] for t in batch) for batch in batches]
+        per_trial += [(done[b] - done[b - 1] - longest[b]) / len(batches[b]) for b in range(1, len(batches))]
+        fixed.append(wall - (done[-1] - done[0]) - longest[0])
+    return statistics.median(per_trial), statistics.median(fixed)
 
 
 # -- data loading --------------------------------------------------------------------------------------------
@@ -315,6 +372,14 @@ def machine(device: torch.device) -> str:
     return text
 
 
+def cpu_wait_seconds() -> float | None:
+    """Linux's CPU pressure counter: total seconds in which some runnable task waited for a CPU."""
+    try:
+        return int(Path("/proc/pressure/cpu").read_text().split()[4].split("=")[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def fmt_seconds(seconds: float) -> str:
     return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
 
@@ -337,6 +402,7 @@ class Bench:
         ``kind``: "epoch" rows get a speed-up against row 1, "fraction" rows show a percentage.
         """
         print(f"... {label}", file=sys.stderr, flush=True)
+        waited, start = cpu_wait_seconds(), time.perf_counter()
         try:
             value, note = how()
         except Exception as error:  # one broken row must not cost the whole (possibly one-shot) run
@@ -344,6 +410,8 @@ class Bench:
             self.rows.append(Row(key, label, None, "failed", note=f"{type(error).__name__}: {error}"[:300]))
             self.save()
             return
+        if waited is not None:  # how much of the row's time runnable tasks waited for a CPU (others' load)
+            note += f"; CPU contention {(cpu_wait_seconds() - waited) / (time.perf_counter() - start):.0%}"
         row = Row(key, label, value, f"{value:.0%}" if kind == "fraction" else fmt_seconds(value), note=note)
         seed = self.value("seed")
         speedup = seed / value if seed and kind == "epoch" else None
@@ -414,8 +482,13 @@ def run(args: argparse.Namespace) -> str:
         gflops = matmul_gflops(device, torch.float32, repeats)
         epoch = bench.value(mlp_key)
         flops = mlp_epoch_flops(MLP([100]), len(train), len(val))
-        note = (f"fp32 matmul peak {gflops:.0f} GFLOP/s ({device.type}); the epoch above runs {flops / 1e9:.1f} "
-                f"GFLOP of matmuls in {epoch:.3f} s = {flops / epoch / 1e9:.0f} GFLOP/s")
+        floor = epoch_matmul_seconds(MLP([100]).to(device), len(train), len(val), batch_size, EVAL_BATCH, device,
+                                     repeats)
+        note = (f"fp32 matmul peak {gflops:.0f} GFLOP/s ({device.type}, {MATMUL_SIDE[device.type]}² square); the "
+                f"epoch above runs {flops / 1e9:.1f} GFLOP of matmuls in {epoch:.3f} s = {flops / epoch / 1e9:.0f} "
+                f"GFLOP/s; those matmuls alone, at the epoch's shapes, take {floor:.3f} s = "
+                f"{flops / floor / 1e9:.0f} GFLOP/s ({flops / floor / 1e9 / gflops:.0%} of peak); counted as 3× "
+                f"forward: {mlp_epoch_flops(MLP([100]), len(train), len(val), True) / epoch / 1e9 / gflops:.0%}")
         if cuda:
             note += f"; bf16 matmul peak {matmul_gflops(device, torch.bfloat16, repeats):.0f} GFLOP/s"
         return flops / epoch / 1e9 / gflops, note
@@ -437,13 +510,14 @@ def run(args: argparse.Namespace) -> str:
                       kind="fraction")
 
     if not (quick or args.skip_sweep):
-        lengths = (2, 6)
+        trials = 8
         joblib = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
         for key, launcher, n_jobs in [("basic", [], 1), ("joblib", joblib, 2)]:
             def overhead(launcher: list[str] = launcher, n_jobs: int = n_jobs) -> tuple[float, str]:
-                per_trial, fixed = per_trial_overhead(root, sizes, launcher, n_jobs, lengths, repeats)
-                return per_trial, (f"slope between sweeps of {lengths[0]} and {lengths[1]} one-epoch trials; "
-                                   f"plus {fixed:.1f} s once per sweep (Python, torch and Hydra start-up, study)")
+                per_trial, fixed = per_trial_overhead(root, sizes, launcher, n_jobs, trials, repeats)
+                return per_trial, (f"sweeps of {trials} one-epoch trials: time between trials' ends minus their "
+                                   f"epochs; plus {fixed:.1f} s once per sweep (start-up, study, first data load, "
+                                   "exit)")
             bench.measure(key, f"sweep overhead per trial, {key} launcher (n_jobs={n_jobs})", overhead)
 
     if source is not None and not args.skip_load:

@@ -70,9 +70,13 @@ def train_epoch(
     order = torch.randperm(len(data), generator=generator, device=device)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    buffer = torch.empty((min(batch_size, len(data)), *data.images.shape[1:]), device=device)
     seen = 0
     for step, index in enumerate(order.split(batch_size), start=1):
-        images, labels = normalize(data.images.index_select(0, index)), data.labels.index_select(0, index)
+        # Every batch is normalised into the same buffer: the previous batch's backward pass, the last user of
+        # its input, is done (on a GPU, queued before this copy on the same stream).
+        images = normalize(data.images.index_select(0, index), out=buffer[: len(index)])
+        labels = data.labels.index_select(0, index)
         with autocast(device, amp):
             logits = model(images)
             loss = F.cross_entropy(logits, labels)
@@ -92,8 +96,10 @@ def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: in
             amp: bool = False) -> torch.Tensor:
     """Predicted class of every sample, in dataset order (the seed's ``evaluate_model``)."""
     model.eval()
+    buffer = torch.empty((min(batch_size, len(data)), *data.images.shape[1:]), device=data.images.device)
     with autocast(data.images.device, amp):
-        return torch.cat([model(normalize(chunk)).argmax(1) for chunk in data.images.split(batch_size)])
+        return torch.cat([model(normalize(chunk, out=buffer[: len(chunk)])).argmax(1)
+                          for chunk in data.images.split(batch_size)])
 
 
 def accuracy(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,

@@ -41,6 +41,7 @@ def test_train_val_split_is_fixed_by_seed_and_disjoint(synthetic_root: Path) -> 
     again, _ = data.train_val(seed=1)
     other, _ = data.train_val(seed=2)
     assert len(val) == TRAIN_SIZE // 4 and len(train) + len(val) == TRAIN_SIZE
+    assert again is train  # made once per process: later trials in a worker reuse it
     assert torch.equal(train.images, again.images)
     assert not torch.equal(train.labels, other.labels)
 

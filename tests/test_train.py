@@ -23,6 +23,9 @@ def test_normalizer_matches_seed_to_tensor_then_normalize() -> None:
     mean, std = [0.43, 0.44, 0.47], [0.2, 0.2, 0.2]
     expected = (images.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     torch.testing.assert_close(Normalizer(mean, std)(images), expected)
+    buffer = torch.full((4, 3, 32, 32), float("nan"))
+    assert Normalizer(mean, std)(images, out=buffer) is buffer
+    assert torch.equal(buffer, Normalizer(mean, std)(images))
 
 
 class ChannelPicker(nn.Module):
