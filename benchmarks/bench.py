@@ -18,10 +18,12 @@ Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's
    cost (Python, torch and Hydra start-up, the first data load) stays out of it and is shown beside it;
 6. loading the train file: the first load of the ``.mat`` (md5, parse, writing the ``.npz``) and a cached one.
 
-With ``--device cuda`` it adds the small CNN (``model=cnn``) per epoch, fp32 and bf16 autocast, and with
-``torch.compile`` (first epoch, compile included, and later ones). ``--quick`` uses random pixels of the same
-shapes (timing does not depend on them), runs the seed pipeline once, and skips rows 5 and 6, so it needs only
-torch, torchvision, numpy and this package's train/models/data modules: no Hydra, Optuna or data files.
+With ``--device cuda`` it adds the epochs without CUDA graphs (``trainer.cuda_graphs=false``), the small CNN
+(``model=cnn``) per epoch, fp32 and bf16 autocast, with ``torch.compile`` (first epoch, compile included, and
+later ones), and a check that CUDA graphs train to the same parameters as eager steps. ``--quick`` uses
+random pixels of the same shapes (timing does not depend on them), runs the seed pipeline once, and skips rows
+5 and 6, so it needs only torch, torchvision, numpy and this package's train/models/data modules: no Hydra,
+Optuna or data files.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ sys.path.insert(0, str(REPO))  # the checkout's package, installed or not
 from svhn_sweep import data as data_module  # noqa: E402
 from svhn_sweep.data import Normalizer, Split, SyntheticSource  # noqa: E402
 from svhn_sweep.models import CNN, MLP  # noqa: E402
-from svhn_sweep.train import fit, use_amp  # noqa: E402
+from svhn_sweep.train import fit, make_capturable, use_amp  # noqa: E402
 
 SVHN_TRAIN, SVHN_TEST = 73257, 26032
 MEAN, STD = [0.43, 0.44, 0.47], [0.20, 0.20, 0.20]  # the seed's Normalize
@@ -196,13 +198,57 @@ def seed_epochs(full: Split, repeats: int) -> list[float]:
 
 # -- our path ------------------------------------------------------------------------------------------------
 def our_epochs(model: nn.Module, train: Split, val: Split, device: torch.device, batch_size: int, repeats: int,
-               amp: bool, compile_model: bool = False) -> list[float]:
+               amp: bool, compile_model: bool = False, cuda_graphs: bool = False) -> list[float]:
     """Seconds of each epoch of ``fit`` for 1 + ``repeats`` epochs; the first (warm-up, compile) comes first."""
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
     history = fit(model, optimizer, None, train, val, Normalizer(MEAN, STD, device), 1 + repeats, batch_size,
-                  seed=0, amp=amp, compile_model=compile_model)
+                  seed=0, amp=amp, compile_model=compile_model, cuda_graphs=cuda_graphs)
     return [stats.seconds for stats in history]
+
+
+def graph_difference(train: Split, val: Split, device: torch.device, batch_size: int) -> tuple[float, str]:
+    """Largest parameter difference between ``fit`` with and without CUDA graphs, fp32, over two epochs.
+
+    Two set-ups: SGD with momentum and a BatchNorm MLP under a step schedule (the learning rate changes between
+    the epochs, so the second epoch's graph is a new capture), and AdamW. With graphs, AdamW runs capturable
+    (its step count on the device), so the graph is compared with eager capturable AdamW; how far the
+    capturable arithmetic itself lands from the default one is in the note.
+    """
+    setups = {
+        "SGD+momentum, BatchNorm, StepLR": (
+            lambda: MLP([256, 128], batchnorm="after"),
+            lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4),
+            lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)),
+        "AdamW": (lambda: MLP([100]), lambda params: torch.optim.AdamW(params, lr=1e-3), lambda optimizer: None),
+    }
+
+    def train_once(name: str, capturable: bool, graphs: bool) -> tuple[list, list[torch.Tensor]]:
+        make_model, make_optimizer, make_scheduler = setups[name]
+        torch.manual_seed(0)
+        model = make_model().to(device)
+        optimizer = make_optimizer(model.parameters())
+        if capturable:
+            make_capturable(optimizer)
+        history = fit(model, optimizer, make_scheduler(optimizer), train, val, Normalizer(MEAN, STD, device), 2,
+                      batch_size, seed=0, amp=False, cuda_graphs=graphs)
+        return [(h.loss, h.val_acc) for h in history], [p.detach().clone() for p in model.parameters()]
+
+    def difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+        return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+    worst, notes = 0.0, []
+    for name in setups:
+        (eager, eager_params), (graphed, graphed_params) = (train_once(name, True, False),
+                                                            train_once(name, True, True))
+        worst = max(worst, difference(eager_params, graphed_params))
+        note = (f"{name}: max |Δparam| {difference(eager_params, graphed_params):.2g}, loss and val accuracy "
+                f"{'identical' if eager == graphed else 'differ'}")
+        if name == "AdamW":
+            _, default_params = train_once(name, False, False)
+            note += f" (eager capturable vs default AdamW: max |Δparam| {difference(eager_params, default_params):.2g})"
+        notes.append(note)
+    return worst, "; ".join(notes)
 
 
 def mlp_epoch_flops(model: nn.Module, n_train: int, n_val: int, first_input_grad: bool = False) -> float:
@@ -399,7 +445,8 @@ class Bench:
     def measure(self, key: str, label: str, how: Callable[[], tuple[float, str]], kind: str = "other") -> None:
         """Run one measurement; a failure becomes a row that says so, and the rest of the table still runs.
 
-        ``kind``: "epoch" rows get a speed-up against row 1, "fraction" rows show a percentage.
+        ``kind``: "epoch" rows get a speed-up against row 1, "fraction" rows show a percentage, "number" rows
+        the value as it is; the others are seconds.
         """
         print(f"... {label}", file=sys.stderr, flush=True)
         waited, start = cpu_wait_seconds(), time.perf_counter()
@@ -412,7 +459,8 @@ class Bench:
             return
         if waited is not None:  # how much of the row's time runnable tasks waited for a CPU (others' load)
             note += f"; CPU contention {(cpu_wait_seconds() - waited) / (time.perf_counter() - start):.0%}"
-        row = Row(key, label, value, f"{value:.0%}" if kind == "fraction" else fmt_seconds(value), note=note)
+        shown = {"fraction": f"{value:.0%}", "number": f"{value:.3g}"}.get(kind) or fmt_seconds(value)
+        row = Row(key, label, value, shown, note=note)
         seed = self.value("seed")
         speedup = seed / value if seed and kind == "epoch" else None
         if speedup is not None:
@@ -468,14 +516,17 @@ def run(args: argparse.Namespace) -> str:
         return seconds, f"CPU, as the seed runs; {len(train)} train + {len(val)} val rows"
 
     def fit_epoch(model: Callable[[], nn.Module], size: int, use_amp: bool, compile_model: bool = False,
-                  first: bool = False) -> Callable[[], tuple[float, str]]:
+                  first: bool = False, graphs: bool = cuda) -> Callable[[], tuple[float, str]]:
+        """One row's measurement; ``graphs`` defaults to what trainer.cuda_graphs=auto does on this device."""
         def how() -> tuple[float, str]:
             torch.manual_seed(0)
-            seconds = our_epochs(model(), train, val, device, size, repeats, use_amp, compile_model)
+            seconds = our_epochs(model(), train, val, device, size, repeats, use_amp, compile_model,
+                                 graphs and not compile_model)
             later = statistics.median(seconds[1:])
             if first:
                 return seconds[0], f"later epochs {later:.3f} s"
-            return later, f"{device.type}, {'bf16 autocast' if use_amp else 'fp32'}"
+            return later, (f"{device.type}, {'bf16 autocast' if use_amp else 'fp32'}"
+                           + (f", CUDA graphs {'on' if graphs else 'off'}" if cuda else ""))
         return how
 
     def peak() -> tuple[float, str]:
@@ -505,6 +556,9 @@ def run(args: argparse.Namespace) -> str:
     if amp:
         bench.measure("mlp_fp32", "the same in fp32 (trainer.amp=false); 1 epoch", fit_epoch(mlp, batch_size, False),
                       kind="epoch")
+    if cuda:
+        bench.measure("mlp_eager", "the same without CUDA graphs (trainer.cuda_graphs=false); 1 epoch",
+                      fit_epoch(mlp, batch_size, amp, graphs=False), kind="epoch")
     if bench.value(mlp_key) is not None:
         bench.measure("peak", f"fraction of the fp32 matmul peak that the batch-{batch_size} epoch reaches", peak,
                       kind="fraction")
@@ -532,10 +586,16 @@ def run(args: argparse.Namespace) -> str:
         if amp:
             bench.measure("cnn_fp32", f"small CNN, batch {batch_size}, fp32; 1 epoch",
                           fit_epoch(CNN, batch_size, False), kind="epoch")
+        if cuda:
+            bench.measure("cnn_eager", f"small CNN, batch {batch_size}, {precision}, without CUDA graphs; 1 epoch",
+                          fit_epoch(CNN, batch_size, amp, graphs=False), kind="epoch")
         if args.compile if args.compile is not None else cuda:
             bench.measure("cnn_compile", f"small CNN, trainer.compile=true, {precision}: first epoch, compile included",
                           fit_epoch(CNN, batch_size, amp, compile_model=True, first=True), kind="epoch")
 
+    if cuda:
+        bench.measure("graphs_same", "CUDA graphs change no number: largest parameter difference to eager after "
+                      "2 epochs (fp32)", lambda: graph_difference(train, val, device, batch_size), kind="number")
     return bench.report()
 
 

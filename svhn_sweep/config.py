@@ -179,6 +179,9 @@ class TrainerConfig:
     # torch.compile: off, since compiling each new architecture costs more than it saves in a trial of a few
     # epochs (benchmarks/bench.py --device cuda measures both); worth it for long single runs.
     compile: bool = False
+    # CUDA graphs: auto = on with CUDA. A training step of these small nets is dozens of tiny kernels whose
+    # launches cost more than their work; one captured step replays them at once (bench.py measures both).
+    cuda_graphs: bool | str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -187,6 +190,10 @@ class TrainerConfig:
         _require(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads",
                  self.num_threads, "must be null or >= 1")
         _require(self.amp in ("auto", True, False), "trainer.amp", self.amp, "must be auto, true or false")
+        _require(self.cuda_graphs in ("auto", True, False), "trainer.cuda_graphs", self.cuda_graphs,
+                 "must be auto, true or false")
+        _require(not (self.cuda_graphs is True and self.device == Device.cpu), "trainer.cuda_graphs",
+                 self.cuda_graphs, "CUDA graphs need trainer.device=cuda (or auto on a CUDA machine)")
 
 
 @dataclass

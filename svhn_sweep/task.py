@@ -22,7 +22,7 @@ from svhn_sweep.data import Split, SVHNSource
 from svhn_sweep.errors import ConfigError
 from svhn_sweep.evaluation import PREDICTIONS_FILE, evaluate_model
 from svhn_sweep.pruning import StoppedEarly, trial_reporter
-from svhn_sweep.train import DivergedError, EpochStats, fit, history_records, use_amp
+from svhn_sweep.train import DivergedError, EpochStats, fit, history_records, use_amp, use_cuda_graphs
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _fit(cfg: DictConfig, source: SVHNSource, device: torch.device, train: Split
         model, optimizer, scheduler, train.to(device), None if val is None else val.to(device),
         source.normalizer(device), cfg.trainer.epochs, cfg.trainer.batch_size, cfg.seed,
         cfg.trainer.eval_batch_size, on_epoch, amp=use_amp(cfg.trainer.amp, device),
-        compile_model=cfg.trainer.compile,
+        compile_model=cfg.trainer.compile, cuda_graphs=use_cuda_graphs(cfg.trainer.cuda_graphs, device),
     )
     return model, history
 

@@ -2,7 +2,10 @@
 
 Nothing inside an epoch waits for the device except a finiteness check every ``DIVERGENCE_CHECK_EVERY``
 batches: loss and accuracy are summed on the device and read once at the end, so a GPU never idles on the
-host and a CPU spends its time in the matrix products.
+host and a CPU spends its time in the matrix products. On CUDA a whole training step (gather, normalise,
+forward, backward, optimizer) is also captured once per epoch as a CUDA graph and replayed for every full
+batch: a step of an SVHN-sized MLP is some 50 tiny kernels, and launching them one by one from Python costs
+more than running them.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
-from svhn_sweep.errors import UserError
+from svhn_sweep.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
 # Batches between two checks for a NaN/inf loss: a diverged trial stops within this many steps, at the cost
 # of one host-device sync per check instead of one per batch.
 DIVERGENCE_CHECK_EVERY = 50
+# Eager batches before each epoch's CUDA graph capture (PyTorch's recipe for whole-network capture uses a few).
+CUDA_GRAPH_WARMUP = 3
 
 
 class DivergedError(UserError):
@@ -46,9 +51,20 @@ def use_amp(setting: bool | str, device: torch.device) -> bool:
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
+def use_cuda_graphs(setting: bool | str, device: torch.device) -> bool:
+    """``trainer.cuda_graphs=auto`` is on with CUDA; ``true`` without CUDA is a mistake worth saying."""
+    if setting is True and device.type != "cuda":
+        raise ConfigError(f"Invalid config value trainer.cuda_graphs=True: CUDA graphs need a CUDA device, and "
+                          f"this run trains on {device.type}; use trainer.cuda_graphs=auto or false.")
+    return device.type == "cuda" and setting in ("auto", True)
+
+
 def autocast(device: torch.device, amp: bool) -> torch.autocast:
-    """bf16 autocast when ``amp``: matrix products in bf16, losses and reductions kept in fp32 by torch."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    """bf16 autocast when ``amp``: matrix products in bf16, losses and reductions kept in fp32 by torch.
+
+    Its cache of bf16 weights is off: a CUDA graph must not capture tensors that outlive the step.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False)
 
 
 def train_epoch(
@@ -59,11 +75,13 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     amp: bool = False,
+    cuda_graph: bool = False,
 ) -> tuple[float, float]:
     """One pass over ``data`` in a random order; returns (mean loss, train accuracy) over the samples seen.
 
     ``generator`` must live on ``data``'s device (the permutation is drawn there). A loss that turns NaN/inf
-    ends the epoch at the next check and is returned as it is, for :func:`fit` to stop the run.
+    ends the epoch at the next check and is returned as it is, for :func:`fit` to stop the run. With
+    ``cuda_graph`` the full batches replay one captured step; the arithmetic is the same.
     """
     model.train()
     device = data.labels.device
@@ -71,8 +89,8 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     buffer = torch.empty((min(batch_size, len(data)), *data.images.shape[1:]), device=device)
-    seen = 0
-    for step, index in enumerate(order.split(batch_size), start=1):
+
+    def step(index: torch.Tensor) -> None:
         # Every batch is normalised into the same buffer: the previous batch's backward pass, the last user of
         # its input, is done (on a GPU, queued before this copy on the same stream).
         images = normalize(data.images.index_select(0, index), out=buffer[: len(index)])
@@ -83,12 +101,64 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(index)
-        correct += (logits.detach().argmax(1) == labels).sum()
+        loss_sum.add_(loss.detach() * len(index))
+        correct.add_((logits.detach().argmax(1) == labels).sum())
+
+    batches, done = order.split(batch_size), 0
+    full_batch = step
+    if cuda_graph and len(batches) > CUDA_GRAPH_WARMUP:  # the warm-up batches are full ones
+        full_batch, done = captured(step, batches[:CUDA_GRAPH_WARMUP], batch_size), CUDA_GRAPH_WARMUP
+    seen = done * batch_size
+    for number, index in enumerate(batches[done:], start=done + 1):
+        (full_batch if len(index) == batch_size else step)(index)
         seen += len(index)
-        if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+        if number % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
             break
     return loss_sum.item() / seen, correct.item() / seen
+
+
+def captured(step: Callable[[torch.Tensor], None], warmup: tuple[torch.Tensor, ...], batch_size: int
+             ) -> Callable[[torch.Tensor], None]:
+    """``step`` as a CUDA graph: run ``warmup`` batches eagerly, capture one step, return its replay.
+
+    The warm-up batches train like any other; they run on a side stream, as CUDA graph capture requires, so that
+    lazy state (optimizer buffers, cuBLAS workspaces, cuDNN's choice of kernels) exists before the capture.
+    The replay reads its batch's indices from one fixed tensor, and the learning rate is part of the graph,
+    hence a fresh capture every epoch (the scheduler changes it between epochs).
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for index in warmup:
+            step(index)
+    torch.cuda.current_stream().wait_stream(side)
+    static_index = warmup[0].clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step(static_index)
+
+    def replay(index: torch.Tensor) -> None:
+        static_index.copy_(index)
+        graph.replay()
+
+    return replay
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> bool:
+    """Prepare ``optimizer`` for CUDA graph capture; False if its step cannot be captured.
+
+    SGD keeps no step count; Adam-style optimizers keep it on the host unless ``capturable`` is set, which moves
+    it to the device (done here, before their first step creates it). Others are left to run eagerly.
+    """
+    if not isinstance(optimizer, torch.optim.SGD) and "capturable" not in optimizer.defaults:
+        log.info("CUDA graphs off: %s cannot be captured", type(optimizer).__name__)
+        return False
+    for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = True
+    # Warm-up batches and a short last batch step such an optimizer outside a graph, which torch warns about.
+    optimizer._warned_capturable_if_run_uncaptured = True
+    return True
 
 
 @torch.inference_mode()
@@ -123,22 +193,25 @@ def fit(
     *,
     amp: bool = False,
     compile_model: bool = False,
+    cuda_graphs: bool = False,
 ) -> list[EpochStats]:
     """Train for ``epochs``, scoring ``val`` after each; ``on_epoch`` sees every epoch's stats as they come.
 
     ``train`` and ``val`` must already be on the model's device. ``amp`` turns on bf16 autocast,
-    ``compile_model`` runs the model through ``torch.compile`` (``model`` itself is trained either way).
+    ``compile_model`` runs the model through ``torch.compile`` (``model`` itself is trained either way),
+    ``cuda_graphs`` replays each epoch's training step as a CUDA graph where the optimizer allows it.
     """
     device = train.labels.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has the same shape: let cuDNN keep its fastest conv
     generator = torch.Generator(device=device).manual_seed(seed)
     net = torch.compile(model) if compile_model else model
+    cuda_graph = cuda_graphs and not compile_model and make_capturable(optimizer)
     history: list[EpochStats] = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        loss, train_acc = train_epoch(net, optimizer, train, normalize, batch_size, generator, amp)
+        loss, train_acc = train_epoch(net, optimizer, train, normalize, batch_size, generator, amp, cuda_graph)
         if not math.isfinite(loss):
             raise DivergedError(f"loss became {loss} in epoch {epoch} (lr={lr:g}); the trial is stopped")
         val_acc = accuracy(net, val, normalize, eval_batch_size, amp) if val is not None else None

@@ -73,6 +73,17 @@ def test_amp_and_compile_switches_accept_their_values(compose_cfg, amp: str, com
     assert cfg.trainer.compile is (compile_model == "true")
 
 
+def test_cuda_graphs_switch_is_checked_against_the_device(compose_cfg) -> None:
+    for value, expected in [("auto", "auto"), ("true", True), ("false", False)]:
+        cfg = compose_cfg(f"trainer.cuda_graphs={value}", "trainer.device=cuda")
+        validate(cfg)
+        assert cfg.trainer.cuda_graphs == expected
+    with pytest.raises(ValueError, match=r"trainer\.cuda_graphs='sometimes': must be auto, true or false"):
+        validate(compose_cfg("trainer.cuda_graphs=sometimes"))
+    with pytest.raises(ValueError, match=r"trainer\.cuda_graphs=True: CUDA graphs need trainer\.device=cuda"):
+        validate(compose_cfg("trainer.cuda_graphs=true", "trainer.device=cpu"))
+
+
 def test_amp_and_compile_switches_reject_other_values(compose_cfg) -> None:
     with pytest.raises(ValueError) as error:
         validate(compose_cfg("trainer.amp=bf16"))

@@ -4,9 +4,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from svhn_sweep.data import Normalizer, Split
+from svhn_sweep.errors import ConfigError
 from svhn_sweep.models import MLP
 from svhn_sweep.task import train_and_validate
-from svhn_sweep.train import DIVERGENCE_CHECK_EVERY, DivergedError, accuracy, fit, predict, use_amp
+from svhn_sweep.train import (
+    DIVERGENCE_CHECK_EVERY,
+    DivergedError,
+    accuracy,
+    fit,
+    make_capturable,
+    predict,
+    use_amp,
+    use_cuda_graphs,
+)
 
 
 def toy_split(n: int = 256, seed: int = 0) -> Split:
@@ -146,6 +156,23 @@ def test_amp_is_on_for_cuda_only_unless_set() -> None:
     assert (use_amp(True, cpu), use_amp(False, cuda)) == (True, False)
 
 
+def test_cuda_graphs_are_on_for_cuda_only_and_refused_without_it() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert (use_cuda_graphs("auto", cpu), use_cuda_graphs("auto", cuda)) == (False, True)
+    assert (use_cuda_graphs(True, cuda), use_cuda_graphs(False, cuda), use_cuda_graphs(False, cpu)) == (
+        True, False, False)
+    with pytest.raises(ConfigError, match=r"trainer\.cuda_graphs=True: CUDA graphs need a CUDA device.*on cpu"):
+        use_cuda_graphs(True, cpu)
+
+
+def test_only_optimizers_whose_step_can_be_captured_get_cuda_graphs() -> None:
+    params = list(MLP([8]).parameters())
+    sgd, adam, adagrad = (torch.optim.SGD(params, lr=0.1), torch.optim.Adam(params), torch.optim.Adagrad(params))
+    assert not adam.param_groups[0]["capturable"]
+    assert (make_capturable(sgd), make_capturable(adam), make_capturable(adagrad)) == (True, True, False)
+    assert adam.param_groups[0]["capturable"]  # its step count will live on the device, inside the graph
+
+
 def test_bf16_autocast_trains_on_cpu_too() -> None:
     history = run_fit(seed=3, epochs=3, amp=True)
     assert history[-1].loss < history[0].loss and history[-1].val_acc > 0.8
@@ -155,11 +182,12 @@ def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_p
     seen = []
 
     def spy(*args, **kwargs):
-        seen.append({key: kwargs[key] for key in ("amp", "compile_model")})
+        seen.append({key: kwargs[key] for key in ("amp", "compile_model", "cuda_graphs")})
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(torch, "compile", lambda model: model)
     monkeypatch.setattr("svhn_sweep.task.fit", spy)
     for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
         train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
-    assert seen == [{"amp": False, "compile_model": False}, {"amp": True, "compile_model": True}]
+    assert seen == [{"amp": False, "compile_model": False, "cuda_graphs": False},
+                    {"amp": True, "compile_model": True, "cuda_graphs": False}]
