@@ -96,6 +96,7 @@ def postgres_url() -> Iterator[str]:
         server = postgres_server()
         url = server.__enter__()
     except (RuntimeError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"no PostgreSQL server could be installed or started here: {error}")
+        pytest.fail(f"No PostgreSQL server could be installed or started here ({error}); the multi-worker test "
+                    "needs one: install Debian's postgresql package, or run as root so the test can.")
     yield url
     server.__exit__(None, None, None)

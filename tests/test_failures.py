@@ -35,9 +35,9 @@ def no_trial_ran(cwd: Path) -> bool:
     return not list(cwd.glob("outputs/**/metrics.json"))
 
 
-def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path) -> None:
-    result = run_cli(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)",
-                      "hydra.sweeper.n_trials=5"], cwd=tmp_path)
+def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path, run_main) -> None:
+    result = run_main(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)",
+                       "hydra.sweeper.n_trials=5"])
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study_of(tmp_path).trials
     diverged = [t for t in trials if t.params["optimizer.lr"] == 50.0]
@@ -48,9 +48,9 @@ def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_dat
     assert final_cfg["optimizer"]["lr"] == 0.05
 
 
-def test_every_trial_failing_ends_with_one_error_and_no_final_retrain(small_data, tmp_path: Path) -> None:
-    result = run_cli(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=50.0",
-                      "hydra.sweeper.n_trials=2"], cwd=tmp_path)
+def test_every_trial_failing_ends_with_one_error_and_no_final_retrain(small_data, tmp_path: Path, run_main) -> None:
+    result = run_main(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=50.0",
+                       "hydra.sweeper.n_trials=2"])
     assert_one_clear_message(result, "No trial of study", "completed")
     assert [t.state for t in study_of(tmp_path).trials] == [TrialState.FAIL] * 2
     assert not list(tmp_path.glob("outputs/sweeps/*/final"))
@@ -75,15 +75,15 @@ def buggy_model(tmp_path: Path) -> Path:
     return tmp_path / "plugins"
 
 
-def crashing_sweep(small_data, cwd: Path, plugins: Path, max_failure_rate: float):
+def crashing_sweep(small_data, cwd: Path, plugins: Path, max_failure_rate: float, *args: str):
     return run_cli(["--multirun", *small_data, *QUICK, "model._target_=buggy.Buggy",
                     "model.hidden_sizes=choice([100],[256])", "hydra.sweeper.n_trials=6",
-                    f"hydra.sweeper.max_failure_rate={max_failure_rate}"], cwd=cwd, pythonpath=(plugins,),
+                    f"hydra.sweeper.max_failure_rate={max_failure_rate}", *args], cwd=cwd, pythonpath=(plugins,),
                    SVHN_SWEEP_TRUSTED_TARGETS="buggy.*")
 
 
 def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small_data, tmp_path, buggy_model):
-    result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.9)
+    result = crashing_sweep(small_data, tmp_path, buggy_model, 0.9, "final.enabled=false")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study_of(tmp_path).trials
     crashed = [t for t in trials if t.params["model.hidden_sizes"] == "[256]"]
@@ -147,31 +147,30 @@ def test_an_output_folder_that_cannot_be_created_stops_before_the_sweep(small_da
     assert_one_clear_message(result, "Cannot create the output folder", "hydra.sweep.dir")
 
 
-def test_a_later_sweep_never_overwrites_run_folders(small_data, tmp_path: Path) -> None:
+def test_a_later_sweep_never_overwrites_run_folders(small_data, tmp_path: Path, run_main) -> None:
     shared = f"hydra.sweep.dir={tmp_path / 'shared'}"
-    assert run_cli(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", shared], cwd=tmp_path
-                   ).returncode == 0
+    assert run_main(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "final.enabled=false", shared]
+                    ).returncode == 0
     before = (tmp_path / "shared" / "0" / "metrics.json").read_bytes()
-    result = run_cli(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "seed=7", shared],
-                     cwd=tmp_path)
+    result = run_main(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "seed=7", shared])
     assert_one_clear_message(result, "already exist from another sweep")
     assert (tmp_path / "shared" / "0" / "metrics.json").read_bytes() == before
 
 
-def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_path: Path) -> None:
+def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_path: Path, run_main) -> None:
     args = ["--multirun", *small_data, *QUICK, "hydra.sweeper.study_name=partial"]
-    assert run_cli([*args, "hydra.sweeper.n_trials=2"], cwd=tmp_path).returncode == 0
+    assert run_main([*args, "hydra.sweeper.n_trials=2"]).returncode == 0
     for metrics in tmp_path.glob("outputs/sweeps/*/[0-9]*/metrics.json"):
         metrics.unlink()
     time.sleep(1)  # a new sweep folder (they are named by the second)
-    result = run_cli([*args, "hydra.sweeper.n_trials=3"], cwd=tmp_path)
+    result = run_main([*args, "hydra.sweeper.n_trials=3"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy" in result.stdout and len(list(tmp_path.glob("outputs/sweeps/*/final/metrics.json"))) == 2
 
 
 def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_data, tmp_path: Path) -> None:
     args = ["--multirun", *small_data, "trainer.epochs=10", *QUICK[1:], "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.study_name=interrupted"]
+            "hydra.sweeper.study_name=interrupted", "final.enabled=false"]
     sweep = start_cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while not list(tmp_path.glob("outputs/sweeps/*/study.yaml")):

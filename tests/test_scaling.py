@@ -1,4 +1,5 @@
-"""Pruning, resume, parallel and distributed sweeps, each through the real command."""
+"""Pruning, resume, parallel and distributed sweeps, each through the real command: in this process where one
+process is all the behaviour needs (``run_main``), in fresh ones where processes are the point."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -27,16 +29,23 @@ def study_of(cwd: Path) -> optuna.Study:
     return StudyRef.from_sweep_dir(sweep_dirs(cwd)[-1]).load()
 
 
-def sweep(cwd: Path, small_data: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_cli(["--multirun", *small_data, *args], cwd=cwd)
+Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
+
+
+def sweep(run: Runner, small_data: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = run(["--multirun", *small_data, *args])
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, tmp_path: Path) -> None:
-    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=3")
+def in_subprocess(cwd: Path) -> Runner:
+    return lambda args: run_cli(args, cwd=cwd)
+
+
+def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, tmp_path: Path, run_main) -> None:
+    sweep(run_main, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=3", "final.enabled=false")
     first = {t.number: (t.value, t.datetime_complete) for t in study_of(tmp_path).trials}
-    result = sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=5")
+    result = sweep(run_main, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=5")
     study = study_of(tmp_path)
     assert "3 of 5 trials already finished" in result.stdout + result.stderr
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
@@ -47,10 +56,10 @@ def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, 
     assert (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()
 
 
-def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_path: Path) -> None:
+def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_path: Path, run_main) -> None:
     args = ["trainer.epochs=4", "hydra.sweeper.n_trials=8", "sweep.pruner.n_startup_trials=2",
-            "sweep.pruner.n_warmup_steps=0"]
-    sweep(tmp_path, small_data, *args)
+            "sweep.pruner.n_warmup_steps=0", "final.enabled=false"]
+    sweep(run_main, small_data, *args)
     study = study_of(tmp_path)
     states = {t.number: t.state for t in study.trials}
     assert TrialState.PRUNED in states.values() and TrialState.COMPLETE in states.values()
@@ -66,8 +75,8 @@ def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_pat
 
 
 def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(small_data, tmp_path: Path) -> None:
-    sweep(tmp_path, small_data, "trainer.epochs=2", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
-          "sweep.pruner=none", "hydra/launcher=joblib")
+    sweep(in_subprocess(tmp_path), small_data, "trainer.epochs=2", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
+          "sweep.pruner=none", "hydra/launcher=joblib", "final.enabled=false")
     study = study_of(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6  # sweep.pruner=none: nothing pruned
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
@@ -80,15 +89,15 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
-    sweep(tmp_path, small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=2", "hydra/launcher=submitit_local",
-          "hydra.launcher.timeout_min=5")
+    sweep(in_subprocess(tmp_path), small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+          "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "final.enabled=false")
     assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
 
 
 def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Path) -> None:
     args = ["--multirun", *small_data, "trainer.epochs=10", "hydra.sweeper.n_trials=3",
             "hydra.sweeper.study_name=killed", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=2"]
+            "hydra.sweeper.grace_period=2", "final.enabled=false"]
     worker = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):  # the study exists from then on
