@@ -107,7 +107,7 @@ def train_epoch(
     batches, done = order.split(batch_size), 0
     full_batch = step
     if cuda_graph and len(batches) > CUDA_GRAPH_WARMUP:  # the warm-up batches are full ones
-        full_batch, done = captured(step, batches[:CUDA_GRAPH_WARMUP], batch_size), CUDA_GRAPH_WARMUP
+        full_batch, done = captured(step, batches[:CUDA_GRAPH_WARMUP]), CUDA_GRAPH_WARMUP
     seen = done * batch_size
     for number, index in enumerate(batches[done:], start=done + 1):
         (full_batch if len(index) == batch_size else step)(index)
@@ -117,8 +117,7 @@ def train_epoch(
     return loss_sum.item() / seen, correct.item() / seen
 
 
-def captured(step: Callable[[torch.Tensor], None], warmup: tuple[torch.Tensor, ...], batch_size: int
-             ) -> Callable[[torch.Tensor], None]:
+def captured(step: Callable[[torch.Tensor], None], warmup: tuple[torch.Tensor, ...]) -> Callable[[torch.Tensor], None]:
     """``step`` as a CUDA graph: run ``warmup`` batches eagerly, capture one step, return its replay.
 
     The warm-up batches train like any other; they run on a side stream, as CUDA graph capture requires, so that
