@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -78,6 +80,17 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+def show(text: str) -> None:
+    """Print ``text``; a reader that stopped early (``| head``) is no error, and the exports asked for still run.
+
+    Python's own recipe: once the pipe is gone, stdout points at devnull, so no second error comes at exit.
+    """
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point. A mistake (not a sweep folder, no pyarrow, no final retrain for --pair) ends it with
     one line and exit code 2; argparse's usage is left out, since the arguments themselves were fine.
@@ -99,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyError:
         fail(f"the study named in {args.sweep_dir / STUDY_FILE} is not in its storage (deleted, or another database)")
     trials = trials_table(study)
-    print(summary(study, trials, args.sweep_dir, args.top))
+    show(summary(study, trials, args.sweep_dir, args.top))
     if args.csv:
         trials.to_csv(args.csv, index=False)
     if args.parquet:
@@ -107,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.markdown:
         args.markdown.write_text(printable(trials).to_markdown(index=False) + "\n")
     for path in filter(None, (args.csv, args.parquet, args.markdown)):
-        print(f"Wrote {path}")
+        show(f"Wrote {path}")
     if args.plots or args.pair:
         from svhn_sweep.plots import write_plots  # imports torch (for the test images): not for a text report
 
@@ -115,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             paths = write_plots(args.sweep_dir, study, pairs=args.pair)
         except (FileNotFoundError, UserError) as error:
             fail(str(error))
-        print(f"Wrote {len(paths)} figures into {paths[0].parent}: {', '.join(p.name for p in paths)}")
+        show(f"Wrote {len(paths)} figures into {paths[0].parent}: {', '.join(p.name for p in paths)}")
 
 
 if __name__ == "__main__":

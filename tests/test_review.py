@@ -185,6 +185,17 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
     assert out["md"].read_text().startswith("|   trial | state ")
 
 
+def test_report_into_a_reader_that_stops_early_still_exports_and_ends_quietly(sweep: Sweep, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    report = subprocess.Popen([sys.executable, "-m", "svhn_sweep.report", str(sweep.dir), "--csv",
+                               str(tmp_path / "trials.csv")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    report.stdout.close()  # like `| head -0`: the pipe is gone before the report prints
+    stderr = report.stderr.read()
+    assert report.wait(timeout=120) == 0 and stderr == "", stderr
+    assert pd.read_csv(tmp_path / "trials.csv")["trial"].tolist() == load_sweep(sweep.dir)["trial"].tolist()
+
+
 def test_report_draws_the_error_gallery_of_a_pair_it_is_asked_for(sweep: Sweep) -> None:
     predictions, truth = load_test_predictions(sweep.dir / "final")
     drawn = top_confusions(confusion_matrix(predictions, truth), 3)
