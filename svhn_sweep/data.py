@@ -197,6 +197,7 @@ def _load_cached(path: str, size: int, mtime_ns: int, split: str, md5: str) -> S
     images, labels = _parse_mat(Path(path), split, md5)
     with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as handle:
         np.savez(handle, images=images, labels=labels, source_stat=stamp)
+    os.chmod(handle.name, os.stat(path).st_mode & 0o777)  # whoever may read the .mat may read its cache
     os.replace(handle.name, cache)
     return Split(torch.from_numpy(images), torch.from_numpy(labels))
 

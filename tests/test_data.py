@@ -66,6 +66,16 @@ def test_parsed_arrays_are_cached_beside_the_mat(private_copy: Path, monkeypatch
     assert data.load("test") is data.load("test")  # and the process keeps it
 
 
+def test_cache_is_readable_by_whoever_may_read_the_mat(private_copy: Path) -> None:
+    data = source(private_copy)
+    for mode in (0o644, 0o640):
+        (data.root / "test_32x32.mat").chmod(mode)
+        (data.root / "test_32x32.npz").unlink(missing_ok=True)
+        _load_cached.cache_clear()
+        data.load("test")
+        assert (data.root / "test_32x32.npz").stat().st_mode & 0o777 == mode
+
+
 def test_stale_cache_is_rebuilt_not_used(private_copy: Path) -> None:
     data = source(private_copy)
     mat = data.root / "train_32x32.mat"
