@@ -60,10 +60,12 @@ def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sw
     return Sweep(sweep_dir, result.stdout)
 
 
+REPORT = [sys.executable, "-m", "svhn_sweep.report"]
+REPORT_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
 def report_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "svhn_sweep.report", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([*REPORT, *args], env=REPORT_ENV, capture_output=True, text=True, timeout=120)
 
 
 # -- tables ---------------------------------------------------------------------------------------------------
@@ -186,10 +188,8 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
 
 
 def test_report_into_a_reader_that_stops_early_still_exports_and_ends_quietly(sweep: Sweep, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    report = subprocess.Popen([sys.executable, "-m", "svhn_sweep.report", str(sweep.dir), "--csv",
-                               str(tmp_path / "trials.csv")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    report = subprocess.Popen([*REPORT, str(sweep.dir), "--csv", str(tmp_path / "trials.csv")], env=REPORT_ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     report.stdout.close()  # like `| head -0`: the pipe is gone before the report prints
     stderr = report.stderr.read()
     assert report.wait(timeout=120) == 0 and stderr == "", stderr
