@@ -10,18 +10,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 
-from svhn_sweep.config import TRUSTED_TARGETS, register_configs
-from svhn_sweep.errors import UserError
-from svhn_sweep.pruning import StoppedEarly
-from svhn_sweep.task import train_and_validate
+from svhn_sweep.core.errors import UserError
+from svhn_sweep.sweep.config import TRUSTED_TARGETS, register_configs
+from svhn_sweep.sweep.pruning import StoppedEarly
+from svhn_sweep.sweep.trial import train_and_validate
 
-# An installed wheel carries the configs inside the package; a source checkout keeps them at the top level.
-_PACKAGED = Path(__file__).parent / "conf"
-CONFIG_DIR = str(_PACKAGED if _PACKAGED.is_dir() else Path(__file__).parent.parent / "conf")
+# The configs ship inside the package, so a checkout and an installed wheel find them at the same place.
+CONFIG_DIR = str(Path(__file__).parent / "conf")
 
 register_configs()
 
 
+# No version_base: Hydra 1.4 deprecates the argument, and leaving it out selects its current defaults.
 @hydra.main(config_path=CONFIG_DIR, config_name="train")
 def task(cfg: DictConfig) -> float | StoppedEarly:
     """The task function: train one config and hand its val accuracy to the sweeper.
@@ -43,8 +43,7 @@ def main() -> None:
         with execution_whitelist(TRUSTED_TARGETS):
             task()
     except KeyboardInterrupt:
-        print("Interrupted. Finished trials are kept in the study; run the same command to resume.",
-              file=sys.stderr)
+        print("Interrupted. Finished trials are kept in the study; run the same command to resume.", file=sys.stderr)
         sys.exit(130)
 
 

@@ -15,46 +15,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import optuna
-import pandas as pd
 
-from svhn_sweep.errors import UserError
-from svhn_sweep.results import final_metrics, importance_table, open_study, trials_table
-from svhn_sweep.study import STUDY_FILE
-
-
-def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int = 10) -> str:
-    """The report as text: the ``top`` of the study's ``trials`` (its :func:`trials_table`) by val accuracy, the
-    parameter importances, and the final result of the sweep folder.
-    """
-    states = ", ".join(f"{n} {state}" for state, n in trials["state"].value_counts().items())
-    lines = [f"Trials of study {study.study_name} (best first; all of its trials, across resumes and workers): "
-             f"{len(trials)} trials{': ' + states if states else ''}"]
-    if len(trials):
-        lines.append(printable(trials).head(top).to_string(index=False, float_format="{:.4g}".format))
-    importance = importance_table(study)
-    lines += ["", "Parameter importances (PED-ANOVA over the complete trials):",
-              importance.attrs["note"] if importance.empty else importance.to_string(index=False, float_format="%.3f")]
-    lines += ["", final_line(final_metrics(sweep_dir), trials, sweep_dir)]
-    return "\n".join(lines)
-
-
-def printable(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials table for people: without the long run-folder paths, and blank where a trial has no value."""
-    table = trials.drop(columns=["run_dir"])
-    return table.astype(object).where(table.notna(), "")
-
-
-def final_line(final: pd.Series | None, trials: pd.DataFrame, sweep_dir: Path) -> str:
-    if final is None:
-        return (f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
-                "worker that finishes it.")
-    val = trials.set_index("trial")["val_accuracy"].get(final.get("trial"))
-    origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else "the best trial"
-    return (f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
-            f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}")
+from svhn_sweep.constants import STUDY_FILE
+from svhn_sweep.core.errors import UserError
+from svhn_sweep.review.plots import write_plots
+from svhn_sweep.review.results import open_study, trials_table
+from svhn_sweep.review.summary import printable, summary
 
 
 def _pair(text: str) -> tuple[int, int]:
+    """``--pair 6,8``: a (predicted, truth) pair of digits."""
     try:
         predicted, true = (int(part) for part in text.split(","))
     except ValueError:
@@ -65,6 +35,7 @@ def _pair(text: str) -> tuple[int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of ``svhn-sweep-report``."""
     cli = argparse.ArgumentParser(prog="svhn-sweep-report", description="The trials of a sweep, best first, the "
                                   "parameter importances and the final test accuracy; exports and figures.")
     cli.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a sweep folder, outputs/sweeps/<date_time>")
@@ -122,8 +93,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in filter(None, (args.csv, args.parquet, args.markdown)):
         show(f"Wrote {path}")
     if args.plots or args.pair:
-        from svhn_sweep.plots import write_plots  # imports torch (for the test images): not for a text report
-
         try:
             paths = write_plots(args.sweep_dir, study, pairs=args.pair)
         except (FileNotFoundError, UserError) as error:

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from svhn_sweep.__main__ import CONFIG_DIR
-from svhn_sweep.data import SyntheticSource
+from svhn_sweep.core.data import SyntheticSource
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
 REPO = Path(__file__).resolve().parent.parent

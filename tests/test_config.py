@@ -2,7 +2,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from svhn_sweep.config import validate
+from svhn_sweep.sweep.config import validate
 
 
 def test_default_config_is_the_seed_model(compose_cfg) -> None:

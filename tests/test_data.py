@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 import torch
 
-from svhn_sweep.data import DataError, SVHNSource, SyntheticSource, _load_cached, _md5
+from svhn_sweep.core.data import DataError, SVHNSource, SyntheticSource, _load_cached, _md5
 from tests.conftest import TEST_SIZE, TRAIN_SIZE
 
 
@@ -61,7 +61,7 @@ def test_parsed_arrays_are_cached_beside_the_mat(private_copy: Path, monkeypatch
     def no_parsing(*args):
         raise AssertionError("a cache hit must not parse the .mat")
 
-    monkeypatch.setattr("svhn_sweep.data._parse_mat", no_parsing)
+    monkeypatch.setattr("svhn_sweep.core.data._parse_mat", no_parsing)
     assert torch.equal(data.load("test").images, first.images)
     assert data.load("test") is data.load("test")  # and the process keeps it
 

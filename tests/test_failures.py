@@ -12,7 +12,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from svhn_sweep.study import StudyRef
+from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, run_cli, start_cli
 
 QUICK = ["trainer.epochs=1", "sweep.pruner=none"]
@@ -57,7 +57,7 @@ def test_every_trial_failing_ends_with_one_error_and_no_final_retrain(small_data
 
 
 BUGGY_MODEL = '''
-from svhn_sweep.models import MLP
+from svhn_sweep.core.models import MLP
 
 
 class Buggy(MLP):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from svhn_sweep.models import CNN, MLP
+from svhn_sweep.core.models import CNN, MLP
 
 
 def layer_types(model: nn.Module) -> list[type]:

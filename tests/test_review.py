@@ -25,10 +25,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from svhn_sweep import final, report
-from svhn_sweep.data import SyntheticSource
-from svhn_sweep.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
-from svhn_sweep.plots import confusion_matrix_figure, error_gallery
-from svhn_sweep.results import (
+from svhn_sweep.core.data import SyntheticSource
+from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
+from svhn_sweep.review.plots import confusion_matrix_figure, error_gallery
+from svhn_sweep.review.results import (
     HISTORY_COLUMNS,
     final_metrics,
     history_table,
@@ -37,7 +37,7 @@ from svhn_sweep.results import (
     open_study,
     trials_table,
 )
-from svhn_sweep.study import StudyRef
+from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, run_cli
 
 SEARCHED = {"hidden_sizes", "batchnorm", "optimizer", "lr", "weight_decay", "scheduler"}  # conf/search/mlp.yaml

@@ -14,8 +14,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from svhn_sweep.results import load_sweep
-from svhn_sweep.study import StudyRef
+from svhn_sweep.review.results import load_sweep
+from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import run_cli, start_cli
 
 FINISHED = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}

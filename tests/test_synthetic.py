@@ -12,8 +12,8 @@ import scipy.io
 from torchvision.datasets import SVHN
 from torchvision.datasets.utils import calculate_md5
 
-from svhn_sweep import synthetic
-from svhn_sweep.synthetic import render_digits, synthetic_split, write_synthetic_svhn
+from svhn_sweep.core import synthetic
+from svhn_sweep.core.synthetic import render_digits, synthetic_split, write_synthetic_svhn
 
 TRAIN, TEST = 200, 100
 

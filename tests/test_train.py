@@ -3,11 +3,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svhn_sweep.data import Normalizer, Split
-from svhn_sweep.errors import ConfigError
-from svhn_sweep.models import MLP
-from svhn_sweep.task import train_and_validate
-from svhn_sweep.train import (
+from svhn_sweep.core.data import Normalizer, Split
+from svhn_sweep.core.errors import ConfigError
+from svhn_sweep.core.models import MLP
+from svhn_sweep.core.train import (
     DIVERGENCE_CHECK_EVERY,
     DivergedError,
     accuracy,
@@ -17,6 +16,7 @@ from svhn_sweep.train import (
     use_amp,
     use_cuda_graphs,
 )
+from svhn_sweep.sweep.trial import train_and_validate
 
 
 def toy_split(n: int = 256, seed: int = 0) -> Split:
@@ -186,7 +186,7 @@ def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_p
         return fit(*args, **kwargs)
 
     monkeypatch.setattr(torch, "compile", lambda model: model)
-    monkeypatch.setattr("svhn_sweep.task.fit", spy)
+    monkeypatch.setattr("svhn_sweep.sweep.training.fit", spy)
     for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
         train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
     assert seen == [{"amp": False, "compile_model": False, "cuda_graphs": False},

@@ -1,18 +1,29 @@
-"""``hydra/sweeper=svhn_optuna``: the official sweeper's config plus what persistence and pruning need."""
+"""``hydra/sweeper=svhn_optuna``: the official sweeper's config plus what persistence and pruning need.
+
+The one place the sweeper's defaults are stated (``conf/train.yaml`` restates none of them).
+"""
 
 from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf
+
+from svhn_sweep.constants import DEFAULT_STORAGE
 
 
 @dataclass
 class PersistentOptunaSweeperConf(OptunaSweeperConf):
+    """The official sweeper's keys (sampler, params, n_trials = 20, ...) with this project's defaults."""
+
     _target_: str = "hydra_plugins.svhn_sweep_optuna.sweeper.PersistentOptunaSweeper"
-    # RDB URL of the study; a relative SQLite path is taken from where the command runs.
-    storage: Any = "sqlite:///outputs/optuna.db"
-    # null: derived from the config name, model, data, fixed overrides and search space.
+    # Trials maximise val accuracy.
+    direction: Any = Direction.maximize
+    # RDB URL of the study; a relative SQLite path is taken from where the command runs. See "Scaling a sweep".
+    storage: Any = DEFAULT_STORAGE
+    # study_name: null (inherited) derives it from the config name, model, data, fixed overrides and search space,
+    # so the same command resumes its study.
+    # Trials in flight at once; more than 1 needs a parallel launcher (hydra/launcher=joblib, slurm, ...).
     n_jobs: int = 1
     # Crashed trials (not diverged ones) tolerated, as a fraction of n_trials, before the sweep stops.
     max_failure_rate: float = 0.25
@@ -23,5 +34,6 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     wait_for_workers: bool = True
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="svhn_optuna", node=PersistentOptunaSweeperConf,
-                             provider="svhn_sweep")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="svhn_optuna", node=PersistentOptunaSweeperConf, provider="svhn_sweep"
+)

@@ -10,6 +10,23 @@ this subclass replaces only its loop:
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL.
+
+It is svhn_sweep's sweeper, not a general one. What it knows of this project is in four named places:
+:meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
+the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
+choices), :meth:`~PersistentOptunaSweeper._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
+``sweep.trial`` keys of the task config, and ``trainer.num_threads`` to split the cores between parallel trials)
+and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
+
+Private APIs used, each because no public one does the job:
+- ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
+  parsing, sampler set-up and ``optimization_results.yaml``) with its ``_process_searchspace_config``,
+  ``_parse_sweeper_params_config``, ``_configure_trials`` and ``_get_directions``, and ``create_params_from_overrides``
+  (called per entry, so that an entry Optuna cannot sample is named);
+- ``hydra.core.override_parser.overrides_parser.OverridesParser``: to tell the fixed overrides from sweep ones,
+  as the official sweeper does;
+- ``optuna.storages.RDBStorage.record_heartbeat`` and ``optuna.storages.fail_stale_trials`` (public, experimental):
+  Optuna beats heartbeats only inside ``Study.optimize``, and this loop is ask-and-tell.
 """
 
 from __future__ import annotations
@@ -34,10 +51,11 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from svhn_sweep.errors import ConfigError, UserError
-from svhn_sweep.preflight import preflight
-from svhn_sweep.pruning import StoppedEarly
-from svhn_sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
+from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
+from svhn_sweep.sweep.errors import ReportedError, reported
+from svhn_sweep.sweep.preflight import preflight
+from svhn_sweep.sweep.pruning import StoppedEarly
+from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +63,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
 ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
 RUN_DIR = "run_dir"
-RESULTS_FILE = "optimization_results.yaml"  # as the official sweeper names it
 
 
-class SweepFailedError(UserError):
+class SweepFailedError(ReportedError):
     """The sweep stopped because too many trials crashed, or none finished."""
 
 
@@ -61,7 +78,7 @@ def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[
         try:
             parsed = create_params_from_overrides([entry])
         except Exception as error:
-            raise ConfigError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
+            raise ReportedError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
         distributions.update(parsed[0])
         fixed.update(parsed[1])
         fixed_overrides += parsed[2]
@@ -71,6 +88,8 @@ def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[
 
 
 class PersistentOptunaSweeper(OptunaSweeperImpl):
+    """``hydra/sweeper=svhn_optuna``: see the module docstring."""
+
     def __init__(
         self,
         sampler: Any,
@@ -96,7 +115,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
         cwd = Path(self.config.hydra.runtime.cwd)
-        storage = self.storage or "sqlite:///outputs/optuna.db"
+        storage = self.storage or DEFAULT_STORAGE
         storage = absolute_storage_url(str(storage), cwd)
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
@@ -110,11 +129,19 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                                   choices.get("data", "data"), experiment)
         return StudyRef(storage, name)
 
-    def _thread_overrides(self) -> list[str]:
-        """Split the machine's cores between parallel trials unless the user chose ``trainer.num_threads``."""
+    def _job_overrides(self, ref: StudyRef) -> list[str]:
+        """What every job of this sweep is told: its study (``sweep.*``), and a share of the machine's cores when
+        trials run in parallel, unless the user chose ``trainer.num_threads``.
+        """
+        link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'"]
         if self.n_jobs <= 1 or self.config.trainer.get("num_threads"):
-            return []
-        return [f"trainer.num_threads={max(1, (os.cpu_count() or 1) // self.n_jobs)}"]
+            return link
+        return [*link, f"trainer.num_threads={max(1, (os.cpu_count() or 1) // self.n_jobs)}"]
+
+    def _preflight(self, ref: StudyRef, sweep_dir: Path) -> None:
+        """The project's checks before the first trial, reported as messages: config values, folders, data."""
+        with reported():
+            preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
 
     # -- the loop ----------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -127,7 +154,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
+        self._preflight(ref, sweep_dir)
         # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
         (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
         with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
@@ -139,7 +166,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
         log.info("Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done),
                  self.n_trials)
-        link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'", *self._thread_overrides()]
+        link = self._job_overrides(ref)
 
         while batch := self._ask(study, ref):
             overrides = [
@@ -183,7 +210,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             trial.set_user_attr(FAIL_REASON, f"{ERROR}: {type(error).__name__}: {error}")
             study.tell(trial, state=TrialState.FAIL)
             if run_dir is not None:
-                (run_dir / "error.txt").write_text("".join(traceback.format_exception(error)))
+                (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
             log.error("Trial %d failed: %s: %s (traceback in %s/error.txt)", trial.number, type(error).__name__,
                       error, run_dir)
             return

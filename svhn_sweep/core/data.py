@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,9 +21,11 @@ import torch
 from filelock import FileLock
 from torchvision.datasets import SVHN
 
-from svhn_sweep.errors import UserError
+from svhn_sweep.constants import SPLIT_FILES, SVHN_MEAN, SVHN_STD, SVHN_TEST_SIZE, SVHN_TRAIN_SIZE
+from svhn_sweep.core.errors import UserError
+from svhn_sweep.core.files import atomic_write
+from svhn_sweep.core.synthetic import write_synthetic_svhn
 
-SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 # Reads from disk (.npz or .mat) in this process: a worker that runs many trials reads each file once.
 disk_reads = 0
 
@@ -56,7 +57,7 @@ class Split:
 
 
 class Normalizer:
-    """The seed's ToTensor + Normalize(mean, std), applied to a whole uint8 batch at once."""
+    """The notebook's ToTensor + Normalize(mean, std), applied to a whole uint8 batch at once."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"):
         self.offset = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
@@ -80,11 +81,11 @@ class SVHNSource:
         self,
         root: str,
         val_fraction: float = 0.2,
-        mean: Sequence[float] = (0.43, 0.44, 0.47),
-        std: Sequence[float] = (0.20, 0.20, 0.20),
+        mean: Sequence[float] = SVHN_MEAN,
+        std: Sequence[float] = SVHN_STD,
         download: bool = True,
     ) -> None:
-        self.root = _absolute(root)
+        self.root = Path(root).absolute()  # relative to where the command runs (the sweep resolves it for jobs)
         self.val_fraction = val_fraction
         self.mean = list(mean)
         self.std = list(std)
@@ -143,10 +144,10 @@ class SyntheticSource(SVHNSource):
         self,
         root: str,
         val_fraction: float = 0.2,
-        mean: Sequence[float] = (0.43, 0.44, 0.47),
-        std: Sequence[float] = (0.20, 0.20, 0.20),
-        train_size: int = 73257,
-        test_size: int = 26032,
+        mean: Sequence[float] = SVHN_MEAN,
+        std: Sequence[float] = SVHN_STD,
+        train_size: int = SVHN_TRAIN_SIZE,
+        test_size: int = SVHN_TEST_SIZE,
         generator_seed: int = 0,
     ) -> None:
         super().__init__(root, val_fraction, mean, std, download=False)
@@ -160,24 +161,11 @@ class SyntheticSource(SVHNSource):
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(self.root / ".generate.lock"):  # parallel trials: one generates, the others wait
             if not checksum_file.exists():
-                from svhn_sweep.synthetic import write_synthetic_svhn
-
                 write_synthetic_svhn(self.root, self.sizes["train"], self.sizes["test"], self.generator_seed)
                 checksums = {name: _md5(self.root / name) for name in SPLIT_FILES.values()}
-                _atomic_write(checksum_file, json.dumps(checksums, indent=1).encode())
+                with atomic_write(checksum_file) as handle:
+                    handle.write(json.dumps(checksums, indent=1).encode())
         return json.loads(checksum_file.read_text())[SPLIT_FILES[split]]
-
-
-def _absolute(root: str) -> Path:
-    """A relative root is relative to where the command ran, not to the job's folder Hydra may have moved to.
-
-    Hydra is imported only then, so an absolute root needs no Hydra (benchmarks/bench.py on a bare machine).
-    """
-    if os.path.isabs(root):
-        return Path(root)
-    from hydra.utils import to_absolute_path
-
-    return Path(to_absolute_path(root))
 
 
 @lru_cache(maxsize=4)
@@ -195,10 +183,9 @@ def _load_cached(path: str, size: int, mtime_ns: int, split: str, md5: str) -> S
         except (OSError, ValueError, KeyError):
             pass  # an unreadable cache is rebuilt below
     images, labels = _parse_mat(Path(path), split, md5)
-    with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as handle:
+    # Whoever may read the .mat may read its cache.
+    with atomic_write(cache, mode=os.stat(path).st_mode & 0o777) as handle:
         np.savez(handle, images=images, labels=labels, source_stat=stamp)
-    os.chmod(handle.name, os.stat(path).st_mode & 0o777)  # whoever may read the .mat may read its cache
-    os.replace(handle.name, cache)
     return Split(torch.from_numpy(images), torch.from_numpy(labels))
 
 
@@ -233,8 +220,3 @@ def _md5(path: Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)

@@ -3,7 +3,7 @@
 Everything here reads what is there: a sweep that is still running, was interrupted or failed gives the trials
 it has (a trial without ``metrics.json`` keeps empty cells), so the tables work at any point of a sweep's life.
 
-    from svhn_sweep.results import load_sweep
+    from svhn_sweep.review.results import load_sweep
     trials = load_sweep("outputs/sweeps/2026-11-27_22-42-39")      # or storage=..., study_name=...
 """
 
@@ -17,7 +17,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from svhn_sweep.study import StudyRef
+from svhn_sweep.constants import FINAL_DIR, METRICS_FILE
+from svhn_sweep.sweep.study import StudyRef
 
 TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter, then:
 RUN_COLUMNS = ["epochs", "duration_s", "fail_reason", "run_dir"]
@@ -102,7 +103,7 @@ def final_metrics(sweep_dir: str | Path) -> pd.Series | None:
     """The final retrain of a sweep folder (test accuracy, what it was trained on, which trial), kept apart from
     the trials because it is scored on the test file; None while the sweep has no final retrain.
     """
-    metrics = run_metrics(Path(sweep_dir) / "final")
+    metrics = run_metrics(Path(sweep_dir) / FINAL_DIR)
     if metrics is None:
         return None
     return pd.Series({key: value for key, value in metrics.items() if key != "history"}, name="final")
@@ -113,6 +114,6 @@ def run_metrics(run_dir: str | Path | None) -> dict[str, Any] | None:
     if not isinstance(run_dir, str | Path):
         return None
     try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text())
+        return json.loads((Path(run_dir) / METRICS_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):  # not written, or caught while being written
         return None

@@ -9,9 +9,9 @@ from functools import lru_cache
 import optuna
 from omegaconf import DictConfig
 
-from svhn_sweep.config import build
-from svhn_sweep.study import StudyRef
-from svhn_sweep.train import EpochStats
+from svhn_sweep.core.train import EpochStats
+from svhn_sweep.sweep.config import build
+from svhn_sweep.sweep.study import StudyRef
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
-"""Typed schemas behind the YAML in ``conf/``.
+"""The config groups' options as typed dataclasses: the one place every default of a run is stated.
 
-Each YAML option starts from one of these dataclasses (``defaults: [base_*]``), so Hydra rejects a wrong
-type or an unknown key at composition, and :func:`validate` rejects impossible values (a negative learning
-rate, an empty layer list) before any data is loaded, naming the key, the value and what is allowed.
+:func:`register_configs` stores each dataclass in Hydra's ConfigStore as a group option (``data=svhn``,
+``model=cnn``, ``optimizer=adamw``, ...), as Hydra's own plugins do, so ``conf/`` holds only what is not a
+default value: the primary config's defaults list and Hydra settings, the search spaces and the pruners. Hydra
+rejects a wrong type or an unknown key at composition, and :func:`validate` rejects impossible values (a
+negative learning rate, an empty layer list) before any data is loaded, naming the key, the value and what is
+allowed.
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig, OmegaConf
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ValidationError
 
-from svhn_sweep.errors import ConfigError
-from svhn_sweep.models import BatchNormPlacement  # defined beside the models, which must not need Hydra
+from svhn_sweep.constants import SVHN_MEAN, SVHN_STD, SVHN_TEST_SIZE, SVHN_TRAIN_SIZE
+from svhn_sweep.core.data import SVHNSource
+from svhn_sweep.core.errors import ConfigError
+from svhn_sweep.core.models import BatchNormPlacement
 
 
 class Device(str, Enum):
+    """``trainer.device``: ``auto`` takes CUDA when it is there."""
+
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -35,9 +42,14 @@ TRUSTED_TARGETS = ["svhn_sweep.*", "torch.*", "torchvision.*", "optuna.*", "hydr
 ]
 
 
-def build(node: Any, *args: Any) -> Any:
+def build(node: Any, *args: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` limited to :data:`TRUSTED_TARGETS`."""
-    return instantiate(node, *args, _execution_whitelist_=TRUSTED_TARGETS)
+    return instantiate(node, *args, **kwargs, _execution_whitelist_=TRUSTED_TARGETS)
+
+
+def data_source(cfg: DictConfig) -> SVHNSource:
+    """The config's data source, its ``data.root`` taken from where the command ran (jobs may run elsewhere)."""
+    return build(cfg.data, root=to_absolute_path(cfg.data.root))
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -47,11 +59,13 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 @dataclass
 class DataConfig:
+    """What every data source shares: the validation share of the train file and the normalisation."""
+
     _target_: str = MISSING
     root: str = MISSING
     val_fraction: float = 0.2
-    mean: list[float] = field(default_factory=lambda: [0.43, 0.44, 0.47])
-    std: list[float] = field(default_factory=lambda: [0.20, 0.20, 0.20])
+    mean: list[float] = field(default_factory=lambda: list(SVHN_MEAN))
+    std: list[float] = field(default_factory=lambda: list(SVHN_STD))
 
     def __post_init__(self) -> None:
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction,
@@ -63,15 +77,24 @@ class DataConfig:
 
 @dataclass
 class SVHNDataConfig(DataConfig):
-    _target_: str = "svhn_sweep.data.SVHNSource"
+    """``data=svhn``: the real SVHN (cropped digits, format 2) through torchvision: download, md5, label 10 -> 0.
+
+    Without network, put train_32x32.mat and test_32x32.mat into ``root`` by hand.
+    """
+
+    _target_: str = "svhn_sweep.core.data.SVHNSource"
+    root: str = "data/svhn"
     download: bool = True
 
 
 @dataclass
 class SyntheticDataConfig(DataConfig):
-    _target_: str = "svhn_sweep.data.SyntheticSource"
-    train_size: int = 73257
-    test_size: int = 26032
+    """``data=synthetic``: the procedural stand-in in SVHN's .mat format, generated once per sizes and seed."""
+
+    _target_: str = "svhn_sweep.core.data.SyntheticSource"
+    root: str = "data/synthetic"
+    train_size: int = SVHN_TRAIN_SIZE
+    test_size: int = SVHN_TEST_SIZE
     generator_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -86,9 +109,11 @@ def _check_dropout(value: float) -> None:
 
 @dataclass
 class MLPConfig:
-    _target_: str = "svhn_sweep.models.MLP"
+    """``model=mlp``: flatten -> [Linear -> (BN) -> ReLU -> (BN) -> (Dropout)] per hidden size -> Linear(10)."""
+
+    _target_: str = "svhn_sweep.core.models.MLP"
     hidden_sizes: list[int] = field(default_factory=lambda: [100])
-    batchnorm: BatchNormPlacement = BatchNormPlacement.none
+    batchnorm: BatchNormPlacement = BatchNormPlacement.none  # none | before | after (the activation)
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -100,7 +125,9 @@ class MLPConfig:
 
 @dataclass
 class CNNConfig:
-    _target_: str = "svhn_sweep.models.CNN"
+    """``model=cnn``: [Conv3x3 -> BN -> ReLU -> MaxPool2] per entry of ``channels`` -> average pool -> Linear(10)."""
+
+    _target_: str = "svhn_sweep.core.models.CNN"
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     dropout: float = 0.0
 
@@ -112,6 +139,8 @@ class CNNConfig:
 
 @dataclass
 class OptimizerConfig:
+    """What every optimizer option has: a learning rate and weight decay (built partial, given the parameters)."""
+
     _target_: str = MISSING
     _partial_: bool = True
     lr: float = 1e-2
@@ -124,6 +153,8 @@ class OptimizerConfig:
 
 @dataclass
 class SGDConfig(OptimizerConfig):
+    """``optimizer=sgd``: SGD with momentum."""
+
     _target_: str = "torch.optim.SGD"
     momentum: float = 0.9
     nesterov: bool = False
@@ -135,12 +166,16 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class AdamConfig(OptimizerConfig):
+    """``optimizer=adam``."""
+
     _target_: str = "torch.optim.Adam"
     lr: float = 1e-3
 
 
 @dataclass
 class AdamWConfig(OptimizerConfig):
+    """``optimizer=adamw``: Adam with decoupled weight decay."""
+
     _target_: str = "torch.optim.AdamW"
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -148,6 +183,8 @@ class AdamWConfig(OptimizerConfig):
 
 @dataclass
 class StepLRConfig:
+    """``scheduler=step``: the notebook's annealing, halving the learning rate every 2 epochs."""
+
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     _partial_: bool = True
     step_size: int = 2
@@ -160,15 +197,20 @@ class StepLRConfig:
 
 @dataclass
 class CosineLRConfig:
+    """``scheduler=cosine``: cosine annealing to ``eta_min`` over the run's epochs."""
+
     _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
     _partial_: bool = True
-    T_max: int = MISSING
+    T_max: int = II("trainer.epochs")
     eta_min: float = 0.0
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
+    """How a config is trained: epochs, batch sizes, device and the speed switches."""
+
+    # Sized with hydra.sweeper.n_trials (20) for a CPU budget; raise both on a GPU.
+    epochs: int = 4
     batch_size: int = 256
     eval_batch_size: int = 4096
     device: Device = Device.auto
@@ -209,25 +251,29 @@ class FinalConfig:
 class SweepConfig:
     """The pruner (group ``sweep/pruner``) and, set by the sweeper on each job, the trial it runs."""
 
-    pruner: Any = None
+    pruner: Any = MISSING  # chosen by sweep/pruner; null (sweep/pruner=none, or sweep.pruner=none): no pruning
     study: str | None = None
     storage: str | None = None
     trial: int | None = None
 
     def __post_init__(self) -> None:
-        _require(self.pruner in (None, "none") or isinstance(self.pruner, dict), "sweep.pruner", self.pruner,
+        # MISSING only while Hydra builds the schema itself; a composed config has one of the group's options.
+        _require(self.pruner in (None, "none", MISSING) or isinstance(self.pruner, dict), "sweep.pruner", self.pruner,
                  "choose sweep/pruner=median|hyperband|successive_halving, or sweep.pruner=none to turn it off")
 
 
 @dataclass
 class TrainConfig:
+    """The primary config's schema: one option of each group, the trainer, the final step, the sweep's link."""
+
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
-    scheduler: Any = None
+    scheduler: Any = MISSING  # scheduler=none sets it to null
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Fixes the train/val split, the initialisation and the batch order.
     seed: int = 42
 
 
@@ -241,19 +287,22 @@ def validate(cfg: DictConfig) -> None:
         raise cause if isinstance(cause, ConfigError) else ConfigError(str(error)) from None
 
 
+GROUP_OPTIONS = {
+    ("data", "svhn"): SVHNDataConfig,
+    ("data", "synthetic"): SyntheticDataConfig,
+    ("model", "mlp"): MLPConfig,
+    ("model", "cnn"): CNNConfig,
+    ("optimizer", "sgd"): SGDConfig,
+    ("optimizer", "adam"): AdamConfig,
+    ("optimizer", "adamw"): AdamWConfig,
+    ("scheduler", "step"): StepLRConfig,
+    ("scheduler", "cosine"): CosineLRConfig,
+}
+
+
 def register_configs() -> None:
-    """Make the ``base_*`` schemas available to the YAML files' defaults lists."""
+    """Store the primary schema (``base_train``) and every group option in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="base_train", node=TrainConfig)
-    for group, name, node in [
-        ("data", "base_svhn", SVHNDataConfig),
-        ("data", "base_synthetic", SyntheticDataConfig),
-        ("model", "base_mlp", MLPConfig),
-        ("model", "base_cnn", CNNConfig),
-        ("optimizer", "base_sgd", SGDConfig),
-        ("optimizer", "base_adam", AdamConfig),
-        ("optimizer", "base_adamw", AdamWConfig),
-        ("scheduler", "base_step", StepLRConfig),
-        ("scheduler", "base_cosine", CosineLRConfig),
-    ]:
+    for (group, name), node in GROUP_OPTIONS.items():
         cs.store(group=group, name=name, node=node)

@@ -7,8 +7,7 @@ from enum import Enum
 
 from torch import nn
 
-NUM_CLASSES = 10
-INPUT_SHAPE = (3, 32, 32)
+from svhn_sweep.constants import IMAGE_SHAPE, NUM_CLASSES
 
 
 class BatchNormPlacement(str, Enum):
@@ -20,12 +19,12 @@ class BatchNormPlacement(str, Enum):
 
 
 class MLP(nn.Sequential):
-    """The seed's fully connected net: flatten, then Linear -> (BN) -> ReLU -> (BN) -> (Dropout) per layer."""
+    """The notebook's fully connected net: flatten, then Linear -> (BN) -> ReLU -> (BN) -> (Dropout) per layer."""
 
     def __init__(self, hidden_sizes: Sequence[int], batchnorm: str = "none", dropout: float = 0.0) -> None:
         placement = BatchNormPlacement(batchnorm)
         layers: list[nn.Module] = [nn.Flatten()]
-        width = INPUT_SHAPE[0] * INPUT_SHAPE[1] * INPUT_SHAPE[2]
+        width = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
         for size in hidden_sizes:
             layers.append(nn.Linear(width, size))
             if placement is BatchNormPlacement.before:
@@ -45,7 +44,7 @@ class CNN(nn.Sequential):
 
     def __init__(self, channels: Sequence[int] = (32, 64, 128), dropout: float = 0.0) -> None:
         layers: list[nn.Module] = []
-        in_channels = INPUT_SHAPE[0]
+        in_channels = IMAGE_SHAPE[0]
         for out_channels in channels:
             layers += [
                 nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),

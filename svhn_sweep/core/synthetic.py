@@ -16,7 +16,6 @@ pillow and matplotlib versions): float64 rounding differences between CPUs are f
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -29,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-IMAGE_SIZE = 32
-TRAIN_FILE = "train_32x32.mat"
-TEST_FILE = "test_32x32.mat"
+from svhn_sweep.constants import IMAGE_SHAPE, SPLIT_FILES
+from svhn_sweep.core.files import atomic_write
+
+IMAGE_SIZE = IMAGE_SHAPE[1]
 
 # Matplotlib's bundled fonts with visibly different digit shapes (sans, mono, serif, italic, bold).
 _FONTS = (
@@ -72,7 +72,7 @@ def write_synthetic_svhn(root: Path, train_size: int, test_size: int, seed: int)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
-    for name, size, seq in ((TRAIN_FILE, train_size, train_seq), (TEST_FILE, test_size, test_seq)):
+    for name, size, seq in ((SPLIT_FILES["train"], train_size, train_seq), (SPLIT_FILES["test"], test_size, test_seq)):
         images, labels = synthetic_split(size, np.random.default_rng(seq))
         svhn_labels = np.where(labels == 0, 10, labels).astype(np.uint8)[:, None]
         _save_mat_atomically(root / name, {"X": images.transpose(1, 2, 3, 0), "y": svhn_labels})
@@ -102,19 +102,11 @@ def render_digits(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _save_mat_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a .mat under a temporary name first so an interruption never leaves a truncated file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            scipy.io.savemat(f, arrays, do_compression=False)
-            f.seek(0)
-            f.write(_MAT_DESCRIPTION)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write a .mat whole or not at all, with a fixed header text instead of scipy's timestamp."""
+    with atomic_write(path) as handle:
+        scipy.io.savemat(handle, arrays, do_compression=False)
+        handle.seek(0)
+        handle.write(_MAT_DESCRIPTION)
 
 
 @contextmanager

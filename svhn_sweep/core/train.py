@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from svhn_sweep.data import Normalizer, Split
-from svhn_sweep.errors import ConfigError, UserError
+from svhn_sweep.core.data import Normalizer, Split
+from svhn_sweep.core.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,22 @@ class EpochStats:
     val_acc: float | None
     lr: float
     seconds: float
+
+
+def select_device(choice: str) -> torch.device:
+    """``auto`` takes CUDA when present; asking for ``cuda`` without it is an error, not a silent CPU run."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu.")
+    return torch.device(choice)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators: a run's initialisation is fixed by its ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def use_amp(setting: bool | str, device: torch.device) -> bool:
@@ -163,7 +181,7 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> bool:
 @torch.inference_mode()
 def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
             amp: bool = False) -> torch.Tensor:
-    """Predicted class of every sample, in dataset order (the seed's ``evaluate_model``)."""
+    """Predicted class of every sample, in dataset order (the notebook's ``evaluate_model``)."""
     model.eval()
     buffer = torch.empty((min(batch_size, len(data)), *data.images.shape[1:]), device=data.images.device)
     with autocast(data.images.device, amp):
@@ -173,7 +191,7 @@ def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: in
 
 def accuracy(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
              amp: bool = False) -> float:
-    """Fraction of ``data`` the model classifies correctly (the seed's ``compute_accuracy``)."""
+    """Fraction of ``data`` the model classifies correctly (the notebook's ``compute_accuracy``)."""
     return (predict(model, data, normalize, batch_size, amp) == data.labels).float().mean().item()
 
 

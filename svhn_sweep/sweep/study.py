@@ -19,13 +19,15 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-log = logging.getLogger(__name__)
+from svhn_sweep.constants import STUDY_FILE
 
-STUDY_FILE = "study.yaml"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StudyRef:
+    """Where a study lives (RDB URL) and its name: what ``study.yaml`` records and every client needs."""
+
     storage: str
     study_name: str
 
@@ -37,14 +39,17 @@ class StudyRef:
                                           heartbeat_interval=heartbeat_interval, grace_period=grace_period)
 
     def load(self, **kwargs: object) -> optuna.Study:
+        """The study, opened with :meth:`open_storage`; ``kwargs`` go to ``optuna.load_study`` (sampler, pruner)."""
         return optuna.load_study(study_name=self.study_name, storage=self.open_storage(), **kwargs)
 
     def save(self, sweep_dir: Path) -> None:
+        """Write ``study.yaml`` into the sweep folder."""
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / STUDY_FILE).write_text(yaml.safe_dump(asdict(self), sort_keys=False))
 
     @classmethod
     def from_sweep_dir(cls, sweep_dir: Path) -> StudyRef:
+        """The study a sweep folder's ``study.yaml`` names."""
         path = Path(sweep_dir) / STUDY_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: {sweep_dir} is not a sweep folder of svhn_sweep.")
@@ -60,6 +65,7 @@ def absolute_storage_url(url: str, cwd: Path) -> str:
 
 
 def sqlite_folder(url: str) -> Path | None:
+    """The folder of an SQLite database file (None for other storages): it must exist before the sweep."""
     parsed = make_url(url)
     return Path(parsed.database).parent if parsed.get_backend_name() == "sqlite" and parsed.database else None
 

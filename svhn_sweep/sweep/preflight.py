@@ -7,8 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from svhn_sweep.config import build, validate
-from svhn_sweep.errors import UserError
+from svhn_sweep.core.errors import UserError
+from svhn_sweep.sweep.config import data_source, validate
 
 log = logging.getLogger(__name__)
 
@@ -29,4 +29,4 @@ def preflight(config: DictConfig, folders: list[Path]) -> None:
     for folder in folders:
         check_output_dir(folder)
     log.info("Checking the data before the first trial")
-    build(config.data).ensure_files()
+    data_source(config).ensure_files()

@@ -16,20 +16,15 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from omegaconf import OmegaConf
 
-from svhn_sweep.evaluation import (
-    PREDICTIONS_FILE,
-    confusion_matrix,
-    error_indices,
-    load_test_images,
-    load_test_predictions,
-    top_confusions,
-)
-from svhn_sweep.results import history_table, importance_table, trials_table
+from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, PLOTS_DIR, PREDICTIONS_FILE
+from svhn_sweep.core.data import DataError
+from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
+from svhn_sweep.review.results import history_table, importance_table, trials_table
+from svhn_sweep.sweep.config import build
 
 log = logging.getLogger(__name__)
-
-PLOTS_DIR = "plots"
 
 
 def optimization_history(trials: pd.DataFrame) -> Figure:
@@ -78,7 +73,7 @@ def learning_curves(history: pd.DataFrame, trials: Sequence[int]) -> Figure:
 
 
 def confusion_matrix_figure(matrix: np.ndarray) -> Figure:
-    """The confusion matrix with its counts in the cells: rows predicted, columns truth, as the seed defines it."""
+    """The confusion matrix with its counts in the cells: rows predicted, columns truth, as the notebook defines it."""
     fig = Figure(figsize=(7, 6), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues")
@@ -111,6 +106,19 @@ def error_gallery(images: np.ndarray, predictions: np.ndarray, truth: np.ndarray
     return fig
 
 
+def load_test_images(final_dir: Path, truth: np.ndarray) -> np.ndarray:
+    """The test images (uint8, N x 3 x 32 x 32, as stored) the final model was scored on, from the data source
+    of ``final/config.yaml``; refused when their labels are not the stored ones (the data set changed since).
+    """
+    test = build(OmegaConf.load(final_dir / CONFIG_FILE).data).load("test")
+    if not np.array_equal(test.labels.numpy(), truth):
+        raise DataError(
+            f"The test file of {final_dir / CONFIG_FILE} no longer matches the labels in "
+            f"{final_dir / PREDICTIONS_FILE}: it was regenerated or replaced after the final retrain."
+        )
+    return test.images.numpy()
+
+
 def write_plots(sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int, int]] = (), top: int = 5,
                 confusions: int = 3) -> list[Path]:
     """Draw into ``<sweep>/plots/`` every figure the folder has the data for: the optimisation history, the
@@ -130,7 +138,7 @@ def write_plots(sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int,
     if best and history["trial"].isin(best).any():
         figures["learning_curves"] = learning_curves(history, best)
 
-    final_dir = Path(sweep_dir) / "final"
+    final_dir = Path(sweep_dir) / FINAL_DIR
     if (final_dir / PREDICTIONS_FILE).exists():
         predictions, truth = load_test_predictions(final_dir)
         matrix = confusion_matrix(predictions, truth)

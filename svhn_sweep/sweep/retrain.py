@@ -1,0 +1,101 @@
+"""The final step of a sweep: the best trial's config, retrained and scored on the test file, once per result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from hydra import compose
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from svhn_sweep.core.data import Split
+from svhn_sweep.core.evaluation import evaluate_model
+from svhn_sweep.core.files import atomic_write, write_json
+from svhn_sweep.core.train import history_records, use_amp
+from svhn_sweep.sweep.study import StudyRef, study_lock
+from svhn_sweep.sweep.training import fit_config, prepare
+
+log = logging.getLogger(__name__)
+
+FINAL_CLAIM = "final_retrain_for"  # study user attribute: which worker does the final step for how many trials
+
+
+def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Retrain a config (on train+val when ``final.train_on_val``) and score it on the test file, once.
+
+    The test predictions are kept (``test_predictions.npz``, dataset order) so the error analysis never needs
+    a second look at the test set through a retrain; ``origin`` (e.g. the trial retrained) goes into metrics.json.
+    """
+    start = time.perf_counter()
+    source, device = prepare(cfg)
+    train, val = source.train_val(cfg.seed)
+    if cfg.final.train_on_val:
+        train, val = Split.concat(train, val), None
+    model, history = fit_config(cfg, source, device, train, val)
+    test = source.load("test").to(device)
+    predictions, labels = evaluate_model(
+        model, test, source.normalizer(device), cfg.trainer.eval_batch_size, use_amp(cfg.trainer.amp, device)
+    )
+    metrics = {
+        **(origin or {}),
+        "test_accuracy": float((predictions == labels).mean()),
+        "val_accuracy": history[-1].val_acc,
+        "trained_on": "train+val" if cfg.final.train_on_val else "train",
+        "train_size": len(train),
+        "test_size": len(test),
+        "epochs": len(history),
+        "duration_s": time.perf_counter() - start,
+        "history": history_records(history),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(output_dir / MODEL_FILE) as handle:
+        torch.save(model.state_dict(), handle)
+    with atomic_write(output_dir / PREDICTIONS_FILE) as handle:
+        np.savez(handle, predictions=predictions, labels=labels)
+    write_json(output_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def best_trial_overrides(config: DictConfig, best_params: dict[str, Any]) -> list[str]:
+    """The command line's fixed overrides plus the best trial's parameters: exactly that trial's config."""
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    return fixed + [f"{name}={value}" for name, value in best_params.items()]
+
+
+def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> None:
+    """Compose the best trial's config (in the running Hydra) and retrain it into ``<sweep>/final``."""
+    best = study.best_trial
+    overrides = best_trial_overrides(config, best.params)
+    log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
+    best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
+    # An absolute data root, so that the saved config finds its test set from any folder (the error gallery).
+    best_cfg.data.root = to_absolute_path(best_cfg.data.root)
+    final_dir = sweep_dir / FINAL_DIR
+    retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    OmegaConf.save(best_cfg, final_dir / CONFIG_FILE)
+
+
+def claim_final_step(ref: StudyRef, study: optuna.Study, sweep_dir: Path) -> bool:
+    """True for the one worker that does the final step for the study's current trials (a claim in the study)."""
+    n_trials = len(study.trials)
+    with study_lock(ref.storage, ref.study_name):
+        claim = study.user_attrs.get(FINAL_CLAIM)
+        if claim and claim["n_trials"] == n_trials:
+            log.info("The final retrain for these %d trials is done by %s", n_trials, claim["sweep_dir"])
+            return False
+        study.set_user_attr(FINAL_CLAIM, {"n_trials": n_trials, "sweep_dir": str(sweep_dir.resolve())})
+    return True
+
+
+def release_final_step(study: optuna.Study) -> None:
+    """Give the claim back, so that the same command retries the final step."""
+    study.set_user_attr(FINAL_CLAIM, None)

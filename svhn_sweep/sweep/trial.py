@@ -1,0 +1,68 @@
+"""One trial of a sweep (or one ``python -m svhn_sweep`` run): train a config, return its val accuracy."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from omegaconf import DictConfig
+
+from svhn_sweep.constants import METRICS_FILE
+from svhn_sweep.core import data
+from svhn_sweep.core.files import write_json
+from svhn_sweep.core.train import DivergedError, EpochStats, history_records
+from svhn_sweep.sweep.pruning import StoppedEarly, trial_reporter
+from svhn_sweep.sweep.training import fit_config, prepare
+
+log = logging.getLogger(__name__)
+
+
+def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarly:
+    """One trial: train on the train part of the train file, return the last epoch's val accuracy.
+
+    In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
+    divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through.
+    """
+    start = time.perf_counter()
+    source, device = prepare(cfg)
+    train, val = source.train_val(cfg.seed)
+    report = trial_reporter(cfg.sweep)
+    history: list[EpochStats] = []
+
+    def on_epoch(stats: EpochStats) -> None:
+        history.append(stats)
+        if report is not None:
+            report(stats)
+
+    status, reason = "complete", None
+    try:
+        fit_config(cfg, source, device, train, val, on_epoch)
+    except (optuna.TrialPruned, DivergedError) as stop:
+        status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
+    write_json(
+        output_dir / METRICS_FILE,
+        {
+            "status": status,
+            "reason": reason,
+            "val_accuracy": history[-1].val_acc if history else None,
+            "epochs": len(history),
+            "duration_s": time.perf_counter() - start,
+            "history": history_records(history),
+            "process": {
+                "pid": os.getpid(),
+                "torch_threads": torch.get_num_threads(),
+                "data_disk_reads": data.disk_reads,
+            },
+        },
+    )
+    if status == "complete":
+        log.info("val_accuracy %.4f", history[-1].val_acc)
+        return float(history[-1].val_acc)
+    if cfg.sweep.trial is None:
+        raise DivergedError(reason)
+    log.warning("Trial %d %s: %s", cfg.sweep.trial, status, reason)
+    return StoppedEarly(status, str(reason))
