@@ -53,11 +53,10 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the checkout's package, installed or not
 
-from svhn_sweep.data import Normalizer, Split, SyntheticSource  # noqa: E402
-from svhn_sweep.models import CNN, MLP  # noqa: E402
-from svhn_sweep.train import fit, make_capturable, use_amp  # noqa: E402
-
-from svhn_sweep import data as data_module  # noqa: E402
+from svhn_sweep.core import data as data_module  # noqa: E402
+from svhn_sweep.core.data import Normalizer, Split, SyntheticSource  # noqa: E402
+from svhn_sweep.core.models import CNN, MLP  # noqa: E402
+from svhn_sweep.core.train import fit, make_capturable, use_amp  # noqa: E402
 
 SVHN_TRAIN, SVHN_TEST = 73257, 26032
 MEAN, STD = [0.43, 0.44, 0.47], [0.20, 0.20, 0.20]  # the seed's Normalize

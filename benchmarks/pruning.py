@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 from optuna.trial import TrialState
-from svhn_sweep.study import StudyRef
+
+from svhn_sweep.sweep.study import StudyRef
 
 REPO = Path(__file__).resolve().parent.parent
 
