@@ -14,10 +14,10 @@ from torch import nn
 
 from svhn_sweep.constants import NUM_CLASSES, PREDICTIONS_FILE
 from svhn_sweep.core.data import Normalizer, Split
-from svhn_sweep.core.train import predict
+from svhn_sweep.core.train import EVAL_BATCH_SIZE, predict
 
 
-def evaluate_model(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
+def evaluate_model(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
                    amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class of every sample of ``data``, in dataset order (the notebook's ``evaluate_model``),
     as numpy arrays so the analysis below and a notebook can use them directly.

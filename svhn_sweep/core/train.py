@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # Batches between two checks for a NaN/inf loss: a diverged trial stops within this many steps, at the cost
 # of one host-device sync per check instead of one per batch.
 DIVERGENCE_CHECK_EVERY = 50
+# The trainer's default batch sizes (trainer.batch_size, trainer.eval_batch_size). Training at 256 keeps the MLP's
+# matrix products large enough for a CPU's BLAS; evaluation has no gradients to hold, so it takes bigger batches.
+BATCH_SIZE = 256
+EVAL_BATCH_SIZE = 4096
 # Eager batches before each epoch's CUDA graph capture (PyTorch's recipe for whole-network capture uses a few).
 CUDA_GRAPH_WARMUP = 3
 
@@ -179,7 +183,7 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> bool:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
+def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
             amp: bool = False) -> torch.Tensor:
     """Predicted class of every sample, in dataset order (the notebook's ``evaluate_model``)."""
     model.eval()
@@ -189,7 +193,7 @@ def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: in
                           for chunk in data.images.split(batch_size)])
 
 
-def accuracy(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = 4096,
+def accuracy(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
              amp: bool = False) -> float:
     """Fraction of ``data`` the model classifies correctly (the notebook's ``compute_accuracy``)."""
     return (predict(model, data, normalize, batch_size, amp) == data.labels).float().mean().item()
@@ -205,7 +209,7 @@ def fit(
     epochs: int,
     batch_size: int,
     seed: int,
-    eval_batch_size: int = 4096,
+    eval_batch_size: int = EVAL_BATCH_SIZE,
     on_epoch: Callable[[EpochStats], None] | None = None,
     *,
     amp: bool = False,

@@ -24,6 +24,7 @@ from svhn_sweep.constants import SVHN_MEAN, SVHN_STD, SVHN_TEST_SIZE, SVHN_TRAIN
 from svhn_sweep.core.data import SVHNSource
 from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.core.models import BatchNormPlacement
+from svhn_sweep.core.train import BATCH_SIZE, EVAL_BATCH_SIZE
 
 
 class Device(str, Enum):
@@ -211,8 +212,8 @@ class TrainerConfig:
 
     # Sized with hydra.sweeper.n_trials (20) for a CPU budget; raise both on a GPU.
     epochs: int = 4
-    batch_size: int = 256
-    eval_batch_size: int = 4096
+    batch_size: int = BATCH_SIZE
+    eval_batch_size: int = EVAL_BATCH_SIZE
     device: Device = Device.auto
     # torch intra-op threads; null keeps torch's default (all cores).
     num_threads: int | None = None
