@@ -66,7 +66,8 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240, pythonpath: tuple[
 def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
              ) -> Callable[[list[str]], subprocess.CompletedProcess[str]]:
     """The command's entry point in this process, in ``tmp_path``: for runs that must stop before training,
-    where a subprocess would only add the interpreter's start-up."""
+    where a subprocess would only add the interpreter's start-up.
+    """
     from hydra.core.global_hydra import GlobalHydra
 
     from svhn_sweep.__main__ import main

@@ -1,11 +1,22 @@
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from svhn_sweep.sweep.config import validate
+from hydra_plugins.svhn_sweep_optuna.config import PersistentOptunaSweeperConf
+from svhn_sweep.__main__ import CONFIG_DIR
+from svhn_sweep.constants import DEFAULT_STORAGE
+from svhn_sweep.sweep.config import GROUP_OPTIONS, TrainConfig, validate
+from tests.conftest import REPO
+
+CONF = Path(CONFIG_DIR)
 
 
-def test_default_config_is_the_seed_model(compose_cfg) -> None:
+def test_default_config_is_the_notebook_model(compose_cfg) -> None:
     cfg = compose_cfg()
     validate(cfg)
     assert cfg.data.root == "data/svhn" and cfg.data.val_fraction == 0.2
@@ -92,3 +103,54 @@ def test_amp_and_compile_switches_reject_other_values(compose_cfg) -> None:
         with pytest.raises(ConfigCompositionException) as composition_error:
             compose_cfg(override)
         assert key in str(composition_error.value.__cause__)
+
+
+def _package(path: Path) -> str:
+    """Where a YAML file of ``conf/`` lands in the composed config: its ``# @package`` line, else its group."""
+    header = re.search(r"^# @package (\S+)", path.read_text(), flags=re.M)
+    if path.parent == CONF:  # the primary config
+        return ""
+    package = header.group(1) if header else ".".join(path.relative_to(CONF).parent.parts)
+    return "" if package == "_global_" else package
+
+
+def _leaves(node: object, prefix: str) -> dict[str, object]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    return {key: value for k, v in node.items() if k != "defaults"
+            for key, value in _leaves(v, f"{prefix}.{k}" if prefix else str(k)).items()}
+
+
+def _schema_defaults() -> dict[str, object]:
+    """Every default value a dataclass states, by its key in the composed config (group options included)."""
+    schemas = {"": TrainConfig, "hydra.sweeper": PersistentOptunaSweeperConf}
+    schemas.update({group: node for (group, _), node in GROUP_OPTIONS.items()})
+    defaults: dict[str, object] = {}
+    for prefix, schema in schemas.items():
+        tree = OmegaConf.to_container(OmegaConf.structured(schema), resolve=False, enum_to_str=True)
+        defaults.update({key: value for key, value in _leaves(tree, prefix).items() if value != "???"})
+    return defaults
+
+
+def test_no_yaml_in_conf_restates_a_default_of_a_schema() -> None:
+    """Each default is stated once, in its dataclass: a YAML copy would drift (it did: epochs 10 against 4)."""
+    defaults = _schema_defaults()
+    assert defaults["trainer.epochs"] == 4 and defaults["hydra.sweeper.storage"] == DEFAULT_STORAGE  # the check sees
+    files = sorted(CONF.rglob("*.yaml"))
+    assert len(files) >= 8
+    restated = {
+        f"{path.relative_to(CONF)}: {key}": value
+        for path in files
+        for key, value in _leaves(yaml.safe_load(path.read_text()) or {}, _package(path)).items()
+        if key in defaults and not (isinstance(value, str) and value.startswith("${"))
+    }
+    assert restated == {}
+
+
+@pytest.mark.parametrize("literal", ["73257", "26032", "0.43, 0.44, 0.47", DEFAULT_STORAGE, "= 4096", "= 256\n"])
+def test_shared_facts_are_written_once_in_the_code(literal: str) -> None:
+    """SVHN's sizes, its normalisation, the default storage and batch sizes: one statement, imported elsewhere."""
+    sources = [*REPO.glob("svhn_sweep/**/*.py"), *REPO.glob("hydra_plugins/**/*.py"), *REPO.glob("benchmarks/*.py"),
+               *CONF.rglob("*.yaml")]
+    holders = [str(path.relative_to(REPO)) for path in sources if literal in path.read_text()]
+    assert len(holders) == 1, holders

@@ -1,5 +1,6 @@
 """Pruning, resume, parallel and distributed sweeps, each through the real command: in this process where one
-process is all the behaviour needs (``run_main``), in fresh ones where processes are the point."""
+process is all the behaviour needs (``run_main``), in fresh ones where processes are the point.
+"""
 
 from __future__ import annotations
 

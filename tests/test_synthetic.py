@@ -19,7 +19,7 @@ TRAIN, TEST = 200, 100
 
 
 def _read_with_torchvision(root: Path, split: str) -> SVHN:
-    """torchvision's own SVHN reader, with only its md5 check pointed at our file."""
+    """Torchvision's own SVHN reader, with only its md5 check pointed at our file."""
 
     class SyntheticSVHN(SVHN):
         split_list = {

@@ -145,6 +145,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
     # -- the loop ----------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
+        """Ask, launch and tell batches of trials until the study has ``n_trials``, then write the results file."""
         # Heartbeats and stale-trial handling are "experimental" in Optuna and meant for Study.optimize; they
         # are what resume relies on here, with ask-and-tell.
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

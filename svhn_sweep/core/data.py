@@ -45,14 +45,17 @@ class Split:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> Split:
+        """The rows at ``index``, in that order."""
         # index_select copies whole rows; advanced indexing (images[index]) goes element by element, 2-8x slower
         return Split(self.images.index_select(0, index), self.labels.index_select(0, index))
 
     def to(self, device: torch.device | str) -> Split:
+        """The same split on ``device``."""
         return Split(self.images.to(device), self.labels.to(device))
 
     @staticmethod
     def concat(*splits: Split) -> Split:
+        """One split of all the rows of ``splits``, in order (train + val for the final retrain)."""
         return Split(torch.cat([s.images for s in splits]), torch.cat([s.labels for s in splits]))
 
 
@@ -92,6 +95,7 @@ class SVHNSource:
         self.download = download
 
     def normalizer(self, device: torch.device | str = "cpu") -> Normalizer:
+        """This data set's normalisation, its constants on ``device``."""
         return Normalizer(self.mean, self.std, device)
 
     def load(self, split: str) -> Split:
@@ -198,7 +202,7 @@ def _train_val_cached(file_key: tuple[str, int, int, str, str], seed: int, val_f
 
 
 def _parse_mat(path: Path, split: str, md5: str) -> tuple[np.ndarray, np.ndarray]:
-    """torchvision's SVHN reader (md5 check, 10 -> 0, NCHW) on ``path``, checked against ``md5``."""
+    """Torchvision's SVHN reader (md5 check, 10 -> 0, NCHW) on ``path``, checked against ``md5``."""
 
     class _Checked(SVHN):
         split_list = {split: ["", path.name, md5]}

@@ -44,6 +44,8 @@ class DivergedError(UserError):
 
 @dataclass
 class EpochStats:
+    """One epoch of training as the logs, ``metrics.json`` and the pruner see it (``val_acc`` None without val)."""
+
     epoch: int
     loss: float
     train_acc: float
@@ -250,4 +252,5 @@ def fit(
 
 
 def history_records(history: list[EpochStats]) -> list[dict[str, float | int | None]]:
+    """The epochs as JSON-ready dicts, for ``metrics.json``."""
     return [asdict(stats) for stats in history]
