@@ -9,7 +9,7 @@ Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's
    then ToTensor + Normalize), DataLoader + SubsetRandomSampler, batch 64, the 1x100 MLP, SGD; one epoch (its
    ``train_model``: the training pass and ``compute_accuracy`` on val). It runs on the CPU, as the seed does;
 2. ``svhn_sweep.train.fit`` with the same model and optimizer, batch 64, one epoch (training pass + val);
-3. the same at ``trainer.batch_size`` (conf/train.yaml);
+3. the same at ``trainer.batch_size`` (the trainer's default, ``svhn_sweep.core.train.BATCH_SIZE``);
 4. this machine's fp32 matmul throughput and the fraction of it that row 3 reaches, counting the matmul FLOPs
    the epoch really runs (forward; backward: weight gradients, and input gradients except for the first layer,
    whose input needs none; val: forward);
@@ -47,22 +47,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the checkout's package, installed or not
 
+from svhn_sweep.constants import SVHN_MEAN, SVHN_STD, SVHN_TEST_SIZE, SVHN_TRAIN_SIZE  # noqa: E402
 from svhn_sweep.core import data as data_module  # noqa: E402
 from svhn_sweep.core.data import Normalizer, Split, SyntheticSource  # noqa: E402
 from svhn_sweep.core.models import CNN, MLP  # noqa: E402
-from svhn_sweep.core.train import fit, make_capturable, use_amp  # noqa: E402
+from svhn_sweep.core.train import BATCH_SIZE, EVAL_BATCH_SIZE, fit, make_capturable, use_amp  # noqa: E402
 
-SVHN_TRAIN, SVHN_TEST = 73257, 26032
-MEAN, STD = [0.43, 0.44, 0.47], [0.20, 0.20, 0.20]  # the seed's Normalize
 SEED_BATCH, SEED_LR, SEED_WEIGHT_DECAY = 64, 1e-2, 1e-1  # the seed's DataLoader and SGD
 VAL_FRACTION = 0.2
-EVAL_BATCH = 4096  # fit's eval_batch_size default, as trainer.eval_batch_size
 MATMUL_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to reach each device's peak
 # Targets of issue 5, for a 2-core CPU and for an H100: row key -> (device type, wording, test). Rows 2 and 3
 # are judged on their speed-up against row 1 on the CPU, on their time on a GPU.
@@ -103,7 +100,7 @@ def seed_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dat
         def __init__(self) -> None:
             super(SVHN, self).__init__(root="", transform=transforms.Compose([
                 transforms.ToTensor(),
-                transforms.Normalize(mean=MEAN, std=STD),
+                transforms.Normalize(mean=SVHN_MEAN, std=SVHN_STD),
             ]))
             self.data, self.labels = images, labels
 
@@ -202,7 +199,7 @@ def our_epochs(model: nn.Module, train: Split, val: Split, device: torch.device,
     """Seconds of each epoch of ``fit`` for 1 + ``repeats`` epochs; the first (warm-up, compile) comes first."""
     model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
-    history = fit(model, optimizer, None, train, val, Normalizer(MEAN, STD, device), 1 + repeats, batch_size,
+    history = fit(model, optimizer, None, train, val, Normalizer(SVHN_MEAN, SVHN_STD, device), 1 + repeats, batch_size,
                   seed=0, amp=amp, compile_model=compile_model, cuda_graphs=cuda_graphs)
     return [stats.seconds for stats in history]
 
@@ -230,8 +227,8 @@ def graph_difference(train: Split, val: Split, device: torch.device, batch_size:
         optimizer = make_optimizer(model.parameters())
         if capturable:
             make_capturable(optimizer)
-        history = fit(model, optimizer, make_scheduler(optimizer), train, val, Normalizer(MEAN, STD, device), 2,
-                      batch_size, seed=0, amp=False, cuda_graphs=graphs)
+        history = fit(model, optimizer, make_scheduler(optimizer), train, val,
+                      Normalizer(SVHN_MEAN, SVHN_STD, device), 2, batch_size, seed=0, amp=False, cuda_graphs=graphs)
         return [(h.loss, h.val_acc) for h in history], [p.detach().clone() for p in model.parameters()]
 
     def difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -334,7 +331,7 @@ def sweep_timeline(root: Path, sizes: tuple[int, int], launcher: list[str], tria
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "synthetic").symlink_to(root)
-        full_size = sizes == (SVHN_TRAIN, SVHN_TEST)
+        full_size = sizes == (SVHN_TRAIN_SIZE, SVHN_TEST_SIZE)
         sized = [] if full_size else [f"data.train_size={sizes[0]}", f"data.test_size={sizes[1]}"]
         command = [
             sys.executable, "-m", "svhn_sweep", "--multirun", "data=synthetic", *sized, "trainer.epochs=1",
@@ -492,7 +489,7 @@ def run(args: argparse.Namespace) -> str:
     """Measure every row that applies to ``args`` and return the report: a header and a markdown table."""
     device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     repeats, quick, cuda = args.repeats, args.quick, device.type == "cuda"
-    batch_size = yaml.safe_load((REPO / "conf" / "train.yaml").read_text())["trainer"]["batch_size"]
+    batch_size = BATCH_SIZE
     sizes = (args.train_size, args.test_size)
     root = Path(args.data_root).resolve()
     source = None if quick else SyntheticSource(str(root), train_size=sizes[0], test_size=sizes[1])
@@ -533,7 +530,7 @@ def run(args: argparse.Namespace) -> str:
         gflops = matmul_gflops(device, torch.float32, repeats)
         epoch = bench.value(mlp_key)
         flops = mlp_epoch_flops(MLP([100]), len(train), len(val))
-        floor = epoch_matmul_seconds(MLP([100]).to(device), len(train), len(val), batch_size, EVAL_BATCH, device,
+        floor = epoch_matmul_seconds(MLP([100]).to(device), len(train), len(val), batch_size, EVAL_BATCH_SIZE, device,
                                      repeats)
         note = (f"fp32 matmul peak {gflops:.0f} GFLOP/s ({device.type}, {MATMUL_SIDE[device.type]}² square); the "
                 f"epoch above runs {flops / 1e9:.1f} GFLOP of matmuls in {epoch:.3f} s = {flops / epoch / 1e9:.0f} "
@@ -606,8 +603,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="random pixels, seed pipeline once, no sweep or load rows (no Hydra/Optuna needed)")
     parser.add_argument("--data-root", default="data/synthetic", help="where the synthetic set is (generated once)")
-    parser.add_argument("--train-size", type=int, default=SVHN_TRAIN)
-    parser.add_argument("--test-size", type=int, default=SVHN_TEST)
+    parser.add_argument("--train-size", type=int, default=SVHN_TRAIN_SIZE)
+    parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)
     parser.add_argument("--skip-sweep", action="store_true", help="skip row 5 (needs the full install)")
     parser.add_argument("--skip-load", action="store_true", help="skip row 6")
     parser.add_argument("--cnn", action=argparse.BooleanOptionalAction, help="CNN rows (default: on CUDA only)")
