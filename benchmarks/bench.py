@@ -1,13 +1,13 @@
-"""How fast svhn_sweep trains, against the seed notebook's pipeline, on SVHN-sized data, in one process.
+"""How fast svhn_sweep trains, against the original course notebook's pipeline, on SVHN-sized data, in one process.
 
     python benchmarks/bench.py                                   # CPU: the full table, about 8 min on 2 cores
     python benchmarks/bench.py --device cuda --quick --out gpu.md  # GPU: a few minutes, no Hydra/Optuna needed
 
 Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's time):
 
-1. the seed's pipeline as the notebook writes it: torchvision's SVHN ``__getitem__`` (a PIL image per sample,
+1. the notebook's pipeline as it writes it: torchvision's SVHN ``__getitem__`` (a PIL image per sample,
    then ToTensor + Normalize), DataLoader + SubsetRandomSampler, batch 64, the 1x100 MLP, SGD; one epoch (its
-   ``train_model``: the training pass and ``compute_accuracy`` on val). It runs on the CPU, as the seed does;
+   ``train_model``: the training pass and ``compute_accuracy`` on val). It runs on the CPU, as the notebook does;
 2. ``svhn_sweep.train.fit`` with the same model and optimizer, batch 64, one epoch (training pass + val);
 3. the same at ``trainer.batch_size`` (the trainer's default, ``svhn_sweep.core.train.BATCH_SIZE``);
 4. this machine's fp32 matmul throughput and the fraction of it that row 3 reaches, counting the matmul FLOPs
@@ -21,7 +21,7 @@ Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's
 With ``--device cuda`` it adds the epochs without CUDA graphs (``trainer.cuda_graphs=false``), the small CNN
 (``model=cnn``) per epoch, fp32 and bf16 autocast, with ``torch.compile`` (first epoch, compile included, and
 later ones), and a check that CUDA graphs train to the same parameters as eager steps. ``--quick`` uses
-random pixels of the same shapes (timing does not depend on them), runs the seed pipeline once, and skips rows
+random pixels of the same shapes (timing does not depend on them), runs the notebook pipeline once, and skips rows
 5 and 6, so it needs only torch, torchvision, numpy and this package's train/models/data modules: no Hydra,
 Optuna or data files.
 """
@@ -58,7 +58,7 @@ from svhn_sweep.core.data import Normalizer, Split, SyntheticSource  # noqa: E40
 from svhn_sweep.core.models import CNN, MLP  # noqa: E402
 from svhn_sweep.core.train import BATCH_SIZE, EVAL_BATCH_SIZE, fit, make_capturable, use_amp  # noqa: E402
 
-SEED_BATCH, SEED_LR, SEED_WEIGHT_DECAY = 64, 1e-2, 1e-1  # the seed's DataLoader and SGD
+NOTEBOOK_BATCH, NOTEBOOK_LR, NOTEBOOK_WEIGHT_DECAY = 64, 1e-2, 1e-1  # the notebook's DataLoader and SGD
 VAL_FRACTION = 0.2
 MATMUL_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to reach each device's peak
 # Targets of issue 5, for a 2-core CPU and for an H100: row key -> (device type, wording, test). Rows 2 and 3
@@ -87,8 +87,8 @@ class Row:
     note: str = ""
 
 
-# -- the seed's pipeline, as the notebook writes it ----------------------------------------------------------
-def seed_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dataset:
+# -- the notebook's pipeline, as it writes it ----------------------------------------------------------------
+def notebook_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dataset:
     """torchvision's own SVHN class with the arrays handed in: its ``__getitem__`` runs unchanged.
 
     The real constructor would check the real SVHN files' md5, which the synthetic files do not have.
@@ -96,7 +96,7 @@ def seed_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dat
     from torchvision import transforms
     from torchvision.datasets import SVHN
 
-    class SeedSVHN(SVHN):
+    class NotebookSVHN(SVHN):
         def __init__(self) -> None:
             super(SVHN, self).__init__(root="", transform=transforms.Compose([
                 transforms.ToTensor(),
@@ -104,7 +104,7 @@ def seed_dataset(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.Dat
             ]))
             self.data, self.labels = images, labels
 
-    return SeedSVHN()
+    return NotebookSVHN()
 
 
 class Flattener(nn.Module):
@@ -113,7 +113,7 @@ class Flattener(nn.Module):
         return x.view(batch_size, -1)
 
 
-def seed_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader,
+def notebook_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader,
                      val_loader: torch.utils.data.DataLoader, loss: nn.Module, optimizer: torch.optim.Optimizer,
                      num_epochs: int) -> tuple[list[float], list[float], list[float]]:
     """The notebook's ``train_model``, line for line (its per-epoch print left out)."""
@@ -126,7 +126,7 @@ def seed_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader
         loss_accum = 0
         correct_samples = 0
         total_samples = 0
-        for i_step, (x, y) in enumerate(train_loader):  # noqa: B007 (the seed reads i_step after the loop)
+        for i_step, (x, y) in enumerate(train_loader):  # noqa: B007 (the notebook reads i_step after the loop)
             prediction = model(x)
             loss_value = loss(prediction, y)
             optimizer.zero_grad()
@@ -141,7 +141,7 @@ def seed_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader
 
         ave_loss = loss_accum / (i_step + 1)
         train_accuracy = float(correct_samples) / total_samples
-        val_accuracy = seed_compute_accuracy(model, val_loader)
+        val_accuracy = notebook_compute_accuracy(model, val_loader)
 
         loss_history.append(float(ave_loss))
         train_history.append(train_accuracy)
@@ -149,7 +149,7 @@ def seed_train_model(model: nn.Module, train_loader: torch.utils.data.DataLoader
     return loss_history, train_history, val_history
 
 
-def seed_compute_accuracy(model: nn.Module, loader: torch.utils.data.DataLoader) -> float:
+def notebook_compute_accuracy(model: nn.Module, loader: torch.utils.data.DataLoader) -> float:
     """The notebook's ``compute_accuracy`` (the exercise's obvious solution)."""
     model.eval()  # Evaluation mode
 
@@ -164,31 +164,31 @@ def seed_compute_accuracy(model: nn.Module, loader: torch.utils.data.DataLoader)
     return float(correct_samples) / total_samples
 
 
-def seed_epochs(full: Split, repeats: int) -> list[float]:
-    """Seconds per epoch of the seed's pipeline over the train file ``full``."""
+def notebook_epochs(full: Split, repeats: int) -> list[float]:
+    """Seconds per epoch of the notebook's pipeline over the train file ``full``."""
     from torch.utils.data.sampler import SubsetRandomSampler
 
-    data_train = seed_dataset(full.images.numpy(), full.labels.numpy())
+    data_train = notebook_dataset(full.images.numpy(), full.labels.numpy())
     data_size = data_train.data.shape[0]
     split = int(np.floor(VAL_FRACTION * data_size))
     indices = list(range(data_size))
     np.random.seed(0)
     np.random.shuffle(indices)
     train_indices, val_indices = indices[split:], indices[:split]
-    train_loader = torch.utils.data.DataLoader(data_train, batch_size=SEED_BATCH,
+    train_loader = torch.utils.data.DataLoader(data_train, batch_size=NOTEBOOK_BATCH,
                                                sampler=SubsetRandomSampler(train_indices))
-    val_loader = torch.utils.data.DataLoader(data_train, batch_size=SEED_BATCH,
+    val_loader = torch.utils.data.DataLoader(data_train, batch_size=NOTEBOOK_BATCH,
                                              sampler=SubsetRandomSampler(val_indices))
     nn_model = nn.Sequential(Flattener(), nn.Linear(3 * 32 * 32, 100), nn.ReLU(inplace=True), nn.Linear(100, 10))
     nn_model.type(torch.FloatTensor)
     loss = nn.CrossEntropyLoss().type(torch.FloatTensor)
-    optimizer = torch.optim.SGD(nn_model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
+    optimizer = torch.optim.SGD(nn_model.parameters(), lr=NOTEBOOK_LR, weight_decay=NOTEBOOK_WEIGHT_DECAY)
     seconds = []
-    with warnings.catch_warnings():  # float(ave_loss) of a tensor that requires grad: the seed's, harmless
+    with warnings.catch_warnings():  # float(ave_loss) of a tensor that requires grad: the notebook's, harmless
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
         for _ in range(repeats):
             start = time.perf_counter()
-            seed_train_model(nn_model, train_loader, val_loader, loss, optimizer, 1)
+            notebook_train_model(nn_model, train_loader, val_loader, loss, optimizer, 1)
             seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -198,7 +198,7 @@ def our_epochs(model: nn.Module, train: Split, val: Split, device: torch.device,
                amp: bool, compile_model: bool = False, cuda_graphs: bool = False) -> list[float]:
     """Seconds of each epoch of ``fit`` for 1 + ``repeats`` epochs; the first (warm-up, compile) comes first."""
     model = model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=SEED_LR, weight_decay=SEED_WEIGHT_DECAY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=NOTEBOOK_LR, weight_decay=NOTEBOOK_WEIGHT_DECAY)
     history = fit(model, optimizer, None, train, val, Normalizer(SVHN_MEAN, SVHN_STD, device), 1 + repeats, batch_size,
                   seed=0, amp=amp, compile_model=compile_model, cuda_graphs=cuda_graphs)
     return [stats.seconds for stats in history]
@@ -458,8 +458,8 @@ class Bench:
             note += f"; CPU contention {(cpu_wait_seconds() - waited) / (time.perf_counter() - start):.0%}"
         shown = {"fraction": f"{value:.0%}", "number": f"{value:.3g}"}.get(kind) or fmt_seconds(value)
         row = Row(key, label, value, shown, note=note)
-        seed = self.value("seed")
-        speedup = seed / value if seed and kind == "epoch" else None
+        notebook = self.value("notebook")
+        speedup = notebook / value if notebook and kind == "epoch" else None
         if speedup is not None:
             row.speedup = f"{speedup:.1f}×"
         if key in TARGETS and TARGETS[key][0] == self.device.type:
@@ -508,9 +508,9 @@ def run(args: argparse.Namespace) -> str:
     ])
     bench = Bench(device, header, Path(args.out) if args.out else None)
 
-    def seed() -> tuple[float, str]:
-        seconds = statistics.median(seed_epochs(full, 1 if quick else repeats))
-        return seconds, f"CPU, as the seed runs; {len(train)} train + {len(val)} val rows"
+    def notebook() -> tuple[float, str]:
+        seconds = statistics.median(notebook_epochs(full, 1 if quick else repeats))
+        return seconds, f"CPU, as the notebook runs; {len(train)} train + {len(val)} val rows"
 
     def fit_epoch(model: Callable[[], nn.Module], size: int, use_amp: bool, compile_model: bool = False,
                   first: bool = False, graphs: bool = cuda) -> Callable[[], tuple[float, str]]:
@@ -544,9 +544,10 @@ def run(args: argparse.Namespace) -> str:
     def mlp() -> nn.Module:
         return MLP([100])
 
-    bench.measure("seed", f"seed pipeline: Dataset + DataLoader, batch {SEED_BATCH}, MLP 1×100, SGD; 1 epoch", seed)
-    bench.measure("ours64", f"svhn_sweep fit, batch {SEED_BATCH}, same model and SGD; 1 epoch",
-                  fit_epoch(mlp, SEED_BATCH, amp), kind="epoch")
+    bench.measure("notebook", f"notebook pipeline: Dataset + DataLoader, batch {NOTEBOOK_BATCH}, MLP 1×100, SGD; "
+                  "1 epoch", notebook)
+    bench.measure("ours64", f"svhn_sweep fit, batch {NOTEBOOK_BATCH}, same model and SGD; 1 epoch",
+                  fit_epoch(mlp, NOTEBOOK_BATCH, amp), kind="epoch")
     mlp_key = "mlp_gpu" if cuda else "ours"
     bench.measure(mlp_key, f"svhn_sweep fit, batch {batch_size} (trainer.batch_size); 1 epoch",
                   fit_epoch(mlp, batch_size, amp), kind="epoch")
@@ -601,7 +602,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row; the median is shown")
     parser.add_argument("--quick", action="store_true",
-                        help="random pixels, seed pipeline once, no sweep or load rows (no Hydra/Optuna needed)")
+                        help="random pixels, notebook pipeline once, no sweep or load rows (no Hydra/Optuna needed)")
     parser.add_argument("--data-root", default="data/synthetic", help="where the synthetic set is (generated once)")
     parser.add_argument("--train-size", type=int, default=SVHN_TRAIN_SIZE)
     parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)

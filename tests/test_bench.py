@@ -38,7 +38,7 @@ def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() in result.stdout
     assert rows(out.read_text()) == [
-        "seed pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
+        "notebook pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
         "svhn_sweep fit, batch 64, same model and SGD; 1 epoch",
         "svhn_sweep fit, batch 256 (trainer.batch_size); 1 epoch",
         "fraction of the fp32 matmul peak that the batch-256 epoch reaches",
