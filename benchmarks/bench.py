@@ -3,8 +3,9 @@
     python benchmarks/bench.py                                   # CPU: the full table, about 8 min on 2 cores
     python benchmarks/bench.py --device cuda --quick --out gpu.md  # GPU: a few minutes, no Hydra/Optuna needed
 
-Rows, each the median of ``--repeats`` runs (speed-up = row 1's time / the row's time); each is measured by one
-module beside this driver, whose docstring says how:
+Rows, each the median of ``--repeats`` runs (row 4's matmul timings: of as many as ``torch.utils.benchmark``
+needs to settle), speed-up = row 1's time / the row's time; each row is measured by one module beside this
+driver, whose docstring says how:
 
 1. the notebook's pipeline as it writes it: torchvision's SVHN ``__getitem__`` (a PIL image per sample,
    then ToTensor + Normalize), DataLoader + SubsetRandomSampler, batch 64, the 1x100 MLP, SGD; one epoch (its
@@ -102,9 +103,7 @@ def mlp_rows(bench: Bench, epochs: Epochs) -> None:
         )
     seconds = bench.value(key)
     if seconds is not None:
-        peak = partial(
-            matmul_peak.peak_fraction, seconds, len(epochs.train), len(epochs.val), bench.device, epochs.repeats
-        )
+        peak = partial(matmul_peak.peak_fraction, seconds, len(epochs.train), len(epochs.val), bench.device)
         bench.measure(
             "peak", f"fraction of the fp32 matmul peak that the batch-{BATCH_SIZE} epoch reaches", peak, kind="fraction"
         )
@@ -203,7 +202,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; every row that a flag skips is named in its help."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per row; the median is shown")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per row; the median is shown (the matmul peak row picks its own)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

@@ -1,18 +1,21 @@
-"""The peak row: how much of this machine's fp32 matmul throughput the MLP's batch-256 epoch reaches.
+"""The peak row: how much of this machine's fp32 matmul throughput the MLP's epoch at the trainer's batch reaches.
 
 The row's figures: the peak (a large square fp32 matmul, the best this machine's BLAS does), the matmul FLOPs
 that the epoch really runs over its time, and a floor: those same products alone, at the epoch's shapes, on
 random operands, which no training loop beats (skinny products run well below the square peak).
+
+Peak and floor are short kernels that repeat exactly, so ``torch.utils.benchmark.Timer`` times them: a warm-up,
+then blocks of runs until their spread settles (``adaptive_autorange``), with the device synchronised around each
+block; they run on as many threads as training does (Timer's default is one).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.benchmark import Timer
 
 from benchmarks.epochs import notebook_mlp
 from svhn_sweep.core.train import BATCH_SIZE, EVAL_BATCH_SIZE
@@ -20,24 +23,17 @@ from svhn_sweep.core.train import BATCH_SIZE, EVAL_BATCH_SIZE
 MATMUL_SIDE = {"cpu": 2048, "cuda": 8192}  # square matmuls big enough to reach each device's peak
 
 
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work, so that the host's clock times it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def kernel_seconds(run: Callable[[], object]) -> float:
+    """Median seconds of one call of ``run``, by ``Timer.adaptive_autorange`` on training's threads."""
+    timer = Timer("run()", globals={"run": run}, num_threads=torch.get_num_threads())
+    return timer.adaptive_autorange().median
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
     """Throughput of a large square matmul: what this machine's BLAS reaches at best."""
     n = MATMUL_SIDE[device.type]
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    seconds = []
-    for _ in range(1 + max(repeats, 5)):
-        sync(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        sync(device)
-        seconds.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(seconds[1:]) / 1e9
+    return 2 * n**3 / kernel_seconds(lambda: torch.mm(a, b)) / 1e9
 
 
 def mlp_epoch_flops(model: nn.Module, n_train: int, n_val: int, first_input_grad: bool = False) -> float:
@@ -77,7 +73,7 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(rows, count) for rows, count in ((size, n // size), (n % size, 1)) if rows and count]
 
 
-def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int, repeats: int) -> float:
+def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int) -> float:
     """Seconds for one epoch's matrix products alone, at the epoch's shapes: a floor no training loop beats.
 
     These are the products that :func:`mlp_epoch_flops` counts, at the trainer's default batch sizes, on random
@@ -89,24 +85,20 @@ def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int, repeats: in
         for train, n, size in ((True, n_train, BATCH_SIZE), (False, n_val, EVAL_BATCH_SIZE))
         for rows, count in batches(n, size)
     ]
-    device = linears[0].weight.device
-    seconds = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
+
+    def epoch() -> None:
         for run, count in plan:
             for _ in range(count):
                 run()
-        sync(device)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+
+    return kernel_seconds(epoch)
 
 
-def peak_fraction(epoch: float, n_train: int, n_val: int, device: torch.device, repeats: int) -> tuple[float, str]:
+def peak_fraction(epoch: float, n_train: int, n_val: int, device: torch.device) -> tuple[float, str]:
     """The fraction of the fp32 peak that an MLP epoch of ``epoch`` seconds reaches, and the figures behind it."""
-    gflops = matmul_gflops(device, torch.float32, repeats)
+    gflops = matmul_gflops(device, torch.float32)
     flops = mlp_epoch_flops(notebook_mlp(), n_train, n_val)
-    floor = epoch_matmul_seconds(notebook_mlp().to(device), n_train, n_val, repeats)
+    floor = epoch_matmul_seconds(notebook_mlp().to(device), n_train, n_val)
     note = (
         f"fp32 matmul peak {gflops:.0f} GFLOP/s ({device.type}, {MATMUL_SIDE[device.type]}² square); the epoch "
         f"above runs {flops / 1e9:.1f} GFLOP of matmuls in {epoch:.3f} s = {flops / epoch / 1e9:.0f} GFLOP/s; "
@@ -115,5 +107,5 @@ def peak_fraction(epoch: float, n_train: int, n_val: int, device: torch.device, 
         f"{mlp_epoch_flops(notebook_mlp(), n_train, n_val, True) / epoch / 1e9 / gflops:.0%}"
     )
     if device.type == "cuda":
-        note += f"; bf16 matmul peak {matmul_gflops(device, torch.bfloat16, repeats):.0f} GFLOP/s"
+        note += f"; bf16 matmul peak {matmul_gflops(device, torch.bfloat16):.0f} GFLOP/s"
     return flops / epoch / 1e9 / gflops, note
