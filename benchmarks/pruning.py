@@ -25,12 +25,23 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_sweep(pruner: str, args: argparse.Namespace) -> dict[str, object]:
+    """Run one sweep with ``pruner`` in a fresh folder and return its line of the table."""
     workdir = Path(tempfile.mkdtemp(prefix=f"pruning-{pruner}-"))
     pruner_override = "sweep.pruner=none" if pruner == "none" else f"sweep/pruner={pruner}"
     command = [
-        sys.executable, "-m", "svhn_sweep", "--multirun", "data=synthetic", f"data.root={args.data_root}",
-        f"data.train_size={args.train_size}", f"data.test_size={args.test_size}", f"trainer.epochs={args.epochs}",
-        f"hydra.sweeper.n_trials={args.trials}", f"seed={args.seed}", "final.enabled=false", pruner_override,
+        sys.executable,
+        "-m",
+        "svhn_sweep",
+        "--multirun",
+        "data=synthetic",
+        f"data.root={args.data_root}",
+        f"data.train_size={args.train_size}",
+        f"data.test_size={args.test_size}",
+        f"trainer.epochs={args.epochs}",
+        f"hydra.sweeper.n_trials={args.trials}",
+        f"seed={args.seed}",
+        "final.enabled=false",
+        pruner_override,
     ]
     start = time.perf_counter()
     subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
@@ -49,6 +60,7 @@ def run_sweep(pruner: str, args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
+    """Run one sweep per pruner and print the table, each against the first."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruners", nargs="+", default=["none", "median"])
     parser.add_argument("--trials", type=int, default=20)
@@ -64,8 +76,10 @@ def main() -> None:
     table["epochs_%"] = (100 * table["epochs"] / baseline["epochs"]).round(1)
     table["wall_%"] = (100 * table["wall_s"] / baseline["wall_s"]).round(1)
     table["best_vs_base_pts"] = (100 * (table["best_val_acc"] - baseline["best_val_acc"])).round(2)
-    print(f"Synthetic data set (not SVHN), {args.train_size} train images ({args.trials} trials x "
-          f"{args.epochs} epochs, seed {args.seed}); baseline: {args.pruners[0]}")
+    print(
+        f"Synthetic data set (not SVHN), {args.train_size} train images ({args.trials} trials x "
+        f"{args.epochs} epochs, seed {args.seed}); baseline: {args.pruners[0]}"
+    )
     print(table.to_markdown())
 
 

@@ -23,22 +23,39 @@ runpy.run_path('benchmarks/bench.py', run_name='__main__')
 
 
 def bench(args: list[str], prelude: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run benchmarks/bench.py with ``args`` from the repository root, through ``prelude`` when given."""
     command = [sys.executable, "-c", prelude, *args] if prelude else [sys.executable, "benchmarks/bench.py", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
 
 
 def rows(table: str) -> list[str]:
+    """The measurement column of a report's table, without its header."""
     return [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
 
 
 def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path) -> None:
+    """--quick needs neither Hydra, OmegaConf nor Optuna, prints its rows and writes the same report to --out."""
     out = tmp_path / "gpu.md"
-    result = bench(["--quick", "--device", "cpu", "--train-size", "700", "--repeats", "1", "--cnn", "--no-compile",
-                    "--out", str(out)], prelude=WITHOUT_HYDRA)
+    result = bench(
+        [
+            "--quick",
+            "--device",
+            "cpu",
+            "--train-size",
+            "700",
+            "--repeats",
+            "1",
+            "--cnn",
+            "--no-compile",
+            "--out",
+            str(out),
+        ],
+        prelude=WITHOUT_HYDRA,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() in result.stdout
     assert rows(out.read_text()) == [
-        "seed pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
+        "notebook pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
         "svhn_sweep fit, batch 64, same model and SGD; 1 epoch",
         "svhn_sweep fit, batch 256 (trainer.batch_size); 1 epoch",
         "fraction of the fp32 matmul peak that the batch-256 epoch reaches",
@@ -48,11 +65,27 @@ def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path)
 
 
 def test_benchmark_times_the_data_loads_on_the_synthetic_files(synthetic_root: Path, tmp_path: Path) -> None:
+    """Without --quick it reads the synthetic files and ends with the first and the cached load."""
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)
-    result = bench(["--device", "cpu", "--data-root", str(root), "--train-size", str(TRAIN_SIZE),
-                    "--test-size", str(TEST_SIZE), "--repeats", "1", "--skip-sweep"])
+    result = bench(
+        [
+            "--device",
+            "cpu",
+            "--data-root",
+            str(root),
+            "--train-size",
+            str(TRAIN_SIZE),
+            "--test-size",
+            str(TEST_SIZE),
+            "--repeats",
+            "1",
+            "--skip-sweep",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert rows(result.stdout)[-2:] == [f"first load of train_32x32.mat ({TRAIN_SIZE} rows) into tensors",
-                                        "cached load of the same (.npz beside the .mat)"]
+    assert rows(result.stdout)[-2:] == [
+        f"first load of train_32x32.mat ({TRAIN_SIZE} rows) into tensors",
+        "cached load of the same (.npz beside the .mat)",
+    ]
     assert "failed" not in result.stdout and "SVHN-sized, not SVHN" in result.stdout
