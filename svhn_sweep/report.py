@@ -36,18 +36,32 @@ def _pair(text: str) -> tuple[int, int]:
 
 def parser() -> argparse.ArgumentParser:
     """The command line of ``svhn-sweep-report``."""
-    cli = argparse.ArgumentParser(prog="svhn-sweep-report", description="The trials of a sweep, best first, the "
-                                  "parameter importances and the final test accuracy; exports and figures.")
+    cli = argparse.ArgumentParser(
+        prog="svhn-sweep-report",
+        description="The trials of a sweep, best first, the "
+        "parameter importances and the final test accuracy; exports and figures.",
+    )
     cli.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a sweep folder, outputs/sweeps/<date_time>")
     cli.add_argument("--top", type=int, default=10, metavar="N", help="trials printed (default 10)")
     cli.add_argument("--csv", type=Path, metavar="PATH", help="write the whole trials table as CSV")
-    cli.add_argument("--parquet", type=Path, metavar="PATH",
-                     help="write the whole trials table as Parquet (needs pyarrow: pip install 'svhn-sweep[parquet]')")
-    cli.add_argument("--markdown", type=Path, metavar="PATH",
-                     help="write the whole trials table, without run folders, as Markdown")
+    cli.add_argument(
+        "--parquet",
+        type=Path,
+        metavar="PATH",
+        help="write the whole trials table as Parquet (needs pyarrow: pip install 'svhn-sweep[parquet]')",
+    )
+    cli.add_argument(
+        "--markdown", type=Path, metavar="PATH", help="write the whole trials table, without run folders, as Markdown"
+    )
     cli.add_argument("--plots", action="store_true", help="(re)draw the figures into SWEEP_DIR/plots/")
-    cli.add_argument("--pair", type=_pair, action="append", default=[], metavar="PRED,TRUTH",
-                     help="also draw the error gallery of this (predicted, truth) pair, e.g. 6,8; implies --plots")
+    cli.add_argument(
+        "--pair",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="PRED,TRUTH",
+        help="also draw the error gallery of this (predicted, truth) pair, e.g. 6,8; implies --plots",
+    )
     return cli
 
 

@@ -31,8 +31,12 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_data(synthetic_root: Path) -> list[str]:
     """Overrides that point a run at the small synthetic set."""
-    return ["data=synthetic", f"data.root={synthetic_root}", f"data.train_size={TRAIN_SIZE}",
-            f"data.test_size={TEST_SIZE}"]
+    return [
+        "data=synthetic",
+        f"data.root={synthetic_root}",
+        f"data.train_size={TRAIN_SIZE}",
+        f"data.test_size={TEST_SIZE}",
+    ]
 
 
 @pytest.fixture
@@ -55,16 +59,24 @@ def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen[str]
     return subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=cli_env(), text=True, **popen)
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 240, pythonpath: tuple[Path, ...] = (),
-            **env_vars: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 240, pythonpath: tuple[Path, ...] = (), **env_vars: str
+) -> subprocess.CompletedProcess[str]:
     """``python -m svhn_sweep ARGS`` in a subprocess, as a user would type it."""
-    return subprocess.run([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=cli_env(pythonpath, **env_vars),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "svhn_sweep", *args],
+        cwd=cwd,
+        env=cli_env(pythonpath, **env_vars),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
-def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-             ) -> Callable[[list[str]], subprocess.CompletedProcess[str]]:
+def run_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[list[str]], subprocess.CompletedProcess[str]]:
     """The command's entry point in this process, in ``tmp_path``: for runs that must stop before training,
     where a subprocess would only add the interpreter's start-up.
     """
@@ -97,7 +109,9 @@ def postgres_url() -> Iterator[str]:
         server = postgres_server()
         url = server.__enter__()
     except (RuntimeError, subprocess.CalledProcessError) as error:
-        pytest.fail(f"No PostgreSQL server could be installed or started here ({error}); the multi-worker test "
-                    "needs one: install Debian's postgresql package, or run as root so the test can.")
+        pytest.fail(
+            f"No PostgreSQL server could be installed or started here ({error}); the multi-worker test "
+            "needs one: install Debian's postgresql package, or run as root so the test can."
+        )
     yield url
     server.__exit__(None, None, None)

@@ -57,11 +57,19 @@ def postgres_server() -> Iterator[str]:
         subprocess.run([*as_owner, *command], check=True, capture_output=True, text=True)
 
     run(str(bindir / "initdb"), "-D", str(datadir / "data"), "-A", "trust", "-U", "postgres")
-    run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-l", str(datadir / "log"), "-w", "-o",
-        f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(datadir / "data"),
+        "-l",
+        str(datadir / "log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=200",
+        "start",
+    )
     try:
-        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
-            "CREATE DATABASE optuna")
+        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE optuna")
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "-w", "stop")

@@ -117,8 +117,12 @@ def _package(path: Path) -> str:
 def _leaves(node: object, prefix: str) -> dict[str, object]:
     if not isinstance(node, dict):
         return {prefix: node}
-    return {key: value for k, v in node.items() if k != "defaults"
-            for key, value in _leaves(v, f"{prefix}.{k}" if prefix else str(k)).items()}
+    return {
+        key: value
+        for k, v in node.items()
+        if k != "defaults"
+        for key, value in _leaves(v, f"{prefix}.{k}" if prefix else str(k)).items()
+    }
 
 
 def _schema_defaults() -> dict[str, object]:
@@ -150,7 +154,11 @@ def test_no_yaml_in_conf_restates_a_default_of_a_schema() -> None:
 @pytest.mark.parametrize("literal", ["73257", "26032", "0.43, 0.44, 0.47", DEFAULT_STORAGE, "= 4096", "= 256\n"])
 def test_shared_facts_are_written_once_in_the_code(literal: str) -> None:
     """SVHN's sizes, its normalisation, the default storage and batch sizes: one statement, imported elsewhere."""
-    sources = [*REPO.glob("svhn_sweep/**/*.py"), *REPO.glob("hydra_plugins/**/*.py"), *REPO.glob("benchmarks/*.py"),
-               *CONF.rglob("*.yaml")]
+    sources = [
+        *REPO.glob("svhn_sweep/**/*.py"),
+        *REPO.glob("hydra_plugins/**/*.py"),
+        *REPO.glob("benchmarks/*.py"),
+        *CONF.rglob("*.yaml"),
+    ]
     holders = [str(path.relative_to(REPO)) for path in sources if literal in path.read_text()]
     assert len(holders) == 1, holders

@@ -36,8 +36,9 @@ def no_trial_ran(cwd: Path) -> bool:
 
 
 def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path, run_main) -> None:
-    result = run_main(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)",
-                       "hydra.sweeper.n_trials=5"])
+    result = run_main(
+        ["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)", "hydra.sweeper.n_trials=5"]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study_of(tmp_path).trials
     diverged = [t for t in trials if t.params["optimizer.lr"] == 50.0]
@@ -49,14 +50,13 @@ def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_dat
 
 
 def test_every_trial_failing_ends_with_one_error_and_no_final_retrain(small_data, tmp_path: Path, run_main) -> None:
-    result = run_main(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=50.0",
-                       "hydra.sweeper.n_trials=2"])
+    result = run_main(["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=50.0", "hydra.sweeper.n_trials=2"])
     assert_one_clear_message(result, "No trial of study", "completed")
     assert [t.state for t in study_of(tmp_path).trials] == [TrialState.FAIL] * 2
     assert not list(tmp_path.glob("outputs/sweeps/*/final"))
 
 
-BUGGY_MODEL = '''
+BUGGY_MODEL = """
 from svhn_sweep.core.models import MLP
 
 
@@ -65,7 +65,7 @@ class Buggy(MLP):
         if self[1].out_features == 256:
             raise RuntimeError("a bug in a custom model")
         return super().forward(x)
-'''
+"""
 
 
 @pytest.fixture
@@ -76,10 +76,21 @@ def buggy_model(tmp_path: Path) -> Path:
 
 
 def crashing_sweep(small_data, cwd: Path, plugins: Path, max_failure_rate: float, *args: str):
-    return run_cli(["--multirun", *small_data, *QUICK, "model._target_=buggy.Buggy",
-                    "model.hidden_sizes=choice([100],[256])", "hydra.sweeper.n_trials=6",
-                    f"hydra.sweeper.max_failure_rate={max_failure_rate}", *args], cwd=cwd, pythonpath=(plugins,),
-                   SVHN_SWEEP_TRUSTED_TARGETS="buggy.*")
+    return run_cli(
+        [
+            "--multirun",
+            *small_data,
+            *QUICK,
+            "model._target_=buggy.Buggy",
+            "model.hidden_sizes=choice([100],[256])",
+            "hydra.sweeper.n_trials=6",
+            f"hydra.sweeper.max_failure_rate={max_failure_rate}",
+            *args,
+        ],
+        cwd=cwd,
+        pythonpath=(plugins,),
+        SVHN_SWEEP_TRUSTED_TARGETS="buggy.*",
+    )
 
 
 def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small_data, tmp_path, buggy_model):
@@ -117,8 +128,15 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
     mat.write_bytes(mat.read_bytes()[:1000])
     for npz in (tmp_path / "data").glob("*/*.npz"):
         npz.unlink()
-    result = run_cli(["data=synthetic", f"data.root={tmp_path / 'data'}", f"data.train_size={TRAIN_SIZE}",
-                      f"data.test_size={TEST_SIZE}"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "data=synthetic",
+            f"data.root={tmp_path / 'data'}",
+            f"data.train_size={TRAIN_SIZE}",
+            f"data.test_size={TEST_SIZE}",
+        ],
+        cwd=tmp_path,
+    )
     assert_one_clear_message(result, str(mat), "Delete it")
     assert not list((tmp_path / "data").glob("*/train_32x32.npz"))
 
@@ -135,8 +153,9 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
     ],
 )
-def test_bad_config_or_search_space_is_rejected_before_any_trial(small_data, tmp_path, override, needles,
-                                                                 run_main) -> None:
+def test_bad_config_or_search_space_is_rejected_before_any_trial(
+    small_data, tmp_path, override, needles, run_main
+) -> None:
     assert_one_clear_message(run_main(["--multirun", *small_data, override]), *needles)
     assert no_trial_ran(tmp_path)
 
@@ -149,8 +168,12 @@ def test_an_output_folder_that_cannot_be_created_stops_before_the_sweep(small_da
 
 def test_a_later_sweep_never_overwrites_run_folders(small_data, tmp_path: Path, run_main) -> None:
     shared = f"hydra.sweep.dir={tmp_path / 'shared'}"
-    assert run_main(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "final.enabled=false", shared]
-                    ).returncode == 0
+    assert (
+        run_main(
+            ["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "final.enabled=false", shared]
+        ).returncode
+        == 0
+    )
     before = (tmp_path / "shared" / "0" / "metrics.json").read_bytes()
     result = run_main(["--multirun", *small_data, *QUICK, "hydra.sweeper.n_trials=1", "seed=7", shared])
     assert_one_clear_message(result, "already exist from another sweep")
@@ -169,8 +192,15 @@ def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_pat
 
 
 def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_data, tmp_path: Path) -> None:
-    args = ["--multirun", *small_data, "trainer.epochs=10", *QUICK[1:], "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.study_name=interrupted", "final.enabled=false"]
+    args = [
+        "--multirun",
+        *small_data,
+        "trainer.epochs=10",
+        *QUICK[1:],
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.study_name=interrupted",
+        "final.enabled=false",
+    ]
     sweep = start_cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while not list(tmp_path.glob("outputs/sweeps/*/study.yaml")):

@@ -89,8 +89,9 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     with pytest.raises(ValueError, match="either a sweep folder or both"):
         load_sweep(storage=ref.storage)
     written = pd.read_csv(sweep.dir / "trials.csv")  # the end of the --multirun writes it
-    pd.testing.assert_frame_equal(written[["trial", "state", "val_accuracy", "lr"]],
-                                  table[["trial", "state", "val_accuracy", "lr"]])
+    pd.testing.assert_frame_equal(
+        written[["trial", "state", "val_accuracy", "lr"]], table[["trial", "state", "val_accuracy", "lr"]]
+    )
 
 
 def test_history_and_importance_tables(sweep: Sweep) -> None:
@@ -140,8 +141,10 @@ def test_confusion_matrix_has_predicted_rows_and_truth_columns_and_draws_its_cou
     assert np.array_equal(matrix, expected) and matrix[2, 1] == 0
     assert top_confusions(matrix, 3) == [(1, 2), (0, 1)]  # most frequent first; the diagonal is no mistake
 
-    cells = {(int(t.get_position()[1]), int(t.get_position()[0])): int(t.get_text())
-             for t in confusion_matrix_figure(matrix).axes[0].texts}  # (row = y, column = x)
+    cells = {
+        (int(t.get_position()[1]), int(t.get_position()[0])): int(t.get_text())
+        for t in confusion_matrix_figure(matrix).axes[0].texts
+    }  # (row = y, column = x)
     assert cells == {(i, j): int(matrix[i, j]) for i in range(10) for j in range(10)}
 
 
@@ -163,8 +166,13 @@ def test_error_gallery_shows_exactly_the_samples_of_the_pair_as_stored() -> None
 def test_the_sweep_folder_gets_its_figures(sweep: Sweep) -> None:
     predictions, truth = load_test_predictions(sweep.dir / "final")
     galleries = {f"errors_pred{p}_truth{t}.png" for p, t in top_confusions(confusion_matrix(predictions, truth), 3)}
-    expected = {"optimization_history.png", "param_importances.png", "learning_curves.png",
-                "confusion_matrix.png", *galleries}
+    expected = {
+        "optimization_history.png",
+        "param_importances.png",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        *galleries,
+    }
     assert len(galleries) == 3 and expected <= {p.name for p in (sweep.dir / "plots").iterdir()}
     for name in expected:
         assert (sweep.dir / "plots" / name).read_bytes()[:8] == PNG_MAGIC
@@ -172,8 +180,9 @@ def test_the_sweep_folder_gets_its_figures(sweep: Sweep) -> None:
 
 def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Sweep, tmp_path: Path) -> None:
     out = {ext: tmp_path / f"trials.{ext}" for ext in ("csv", "parquet", "md")}
-    result = report_cli(str(sweep.dir), "--csv", str(out["csv"]), "--parquet", str(out["parquet"]),
-                        "--markdown", str(out["md"]))
+    result = report_cli(
+        str(sweep.dir), "--csv", str(out["csv"]), "--parquet", str(out["parquet"]), "--markdown", str(out["md"])
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     table = load_sweep(sweep.dir)
@@ -188,8 +197,13 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
 
 
 def test_report_into_a_reader_that_stops_early_still_exports_and_ends_quietly(sweep: Sweep, tmp_path: Path) -> None:
-    report = subprocess.Popen([*REPORT, str(sweep.dir), "--csv", str(tmp_path / "trials.csv")], env=REPORT_ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    report = subprocess.Popen(
+        [*REPORT, str(sweep.dir), "--csv", str(tmp_path / "trials.csv")],
+        env=REPORT_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     report.stdout.close()  # like `| head -0`: the pipe is gone before the report prints
     stderr = report.stderr.read()
     assert report.wait(timeout=120) == 0 and stderr == "", stderr
@@ -210,7 +224,7 @@ def printed_trials(stdout: str) -> list[int]:
     """The trial numbers of the printed table, in printed order."""
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["trial", "state", "val_accuracy"])
-    rows = lines[header + 1:lines.index("", header)]
+    rows = lines[header + 1 : lines.index("", header)]
     return [int(row.split()[0]) for row in rows]
 
 
@@ -233,12 +247,16 @@ def interrupted_sweep(tmp_path: Path) -> Path:
     """A study as an interrupted sweep leaves it: trial 0 complete, 1 interrupted, 2 still running."""
     ref = StudyRef(f"sqlite:///{tmp_path / 'optuna.db'}", "interrupted")
     study = optuna.create_study(storage=ref.storage, study_name=ref.study_name, direction="maximize")
-    space = {"optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True),
-             "model.hidden_sizes": CategoricalDistribution(["[100]", "[256]"])}
+    space = {
+        "optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "model.hidden_sizes": CategoricalDistribution(["[100]", "[256]"]),
+    }
     sweep_dir = tmp_path / "sweep"
     ref.save(sweep_dir)
-    history = [{"epoch": e, "loss": 2.0 / e, "train_acc": 0.2 * e, "val_acc": 0.1 * e, "lr": 0.01, "seconds": 1.0}
-               for e in (1, 2)]
+    history = [
+        {"epoch": e, "loss": 2.0 / e, "train_acc": 0.2 * e, "val_acc": 0.1 * e, "lr": 0.01, "seconds": 1.0}
+        for e in (1, 2)
+    ]
     for number, state in enumerate(["complete", "interrupted", "running"]):
         trial = study.ask(space)
         if state == "running":
@@ -272,16 +290,19 @@ def test_an_interrupted_sweep_reports_what_finished(interrupted_sweep: Path, cap
     assert "3 trials: 1 COMPLETE, 1 FAIL, 1 RUNNING" in out and printed_trials(out) == [0, 1]
     assert "interrupted: KeyboardInterrupt" in out
     assert importance.attrs["note"] in out and "No final retrain" in out
-    assert {p.name for p in (interrupted_sweep / "plots").iterdir()} == {"optimization_history.png",
-                                                                          "learning_curves.png"}
+    assert {p.name for p in (interrupted_sweep / "plots").iterdir()} == {
+        "optimization_history.png",
+        "learning_curves.png",
+    }
     with pytest.raises(SystemExit) as exit_info:
         report.main([str(interrupted_sweep), "--pair", "6,8"])
     assert exit_info.value.code == 2 and "error galleries need the final retrain" in capsys.readouterr().err
 
 
 # -- the end of a --multirun --------------------------------------------------------------------------------
-def test_a_failure_at_the_end_of_a_finished_sweep_is_exit_code_1_not_a_warning(sweep: Sweep, tmp_path: Path,
-                                                                                monkeypatch, caplog) -> None:
+def test_a_failure_at_the_end_of_a_finished_sweep_is_exit_code_1_not_a_warning(
+    sweep: Sweep, tmp_path: Path, monkeypatch, caplog
+) -> None:
     copy = tmp_path / "sweep"
     shutil.copytree(sweep.dir, copy, ignore=shutil.ignore_patterns("plots", "trials.csv"))
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(copy)}}, "final": {"enabled": True, "top_k": 3}})

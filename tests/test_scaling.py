@@ -58,8 +58,13 @@ def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, 
 
 
 def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_path: Path, run_main) -> None:
-    args = ["trainer.epochs=4", "hydra.sweeper.n_trials=8", "sweep.pruner.n_startup_trials=2",
-            "sweep.pruner.n_warmup_steps=0", "final.enabled=false"]
+    args = [
+        "trainer.epochs=4",
+        "hydra.sweeper.n_trials=8",
+        "sweep.pruner.n_startup_trials=2",
+        "sweep.pruner.n_warmup_steps=0",
+        "final.enabled=false",
+    ]
     sweep(run_main, small_data, *args)
     study = study_of(tmp_path)
     states = {t.number: t.state for t in study.trials}
@@ -76,13 +81,22 @@ def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_pat
 
 
 def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(small_data, tmp_path: Path) -> None:
-    sweep(in_subprocess(tmp_path), small_data, "trainer.epochs=2", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2",
-          "sweep.pruner=none", "hydra/launcher=joblib", "final.enabled=false")
+    sweep(
+        in_subprocess(tmp_path),
+        small_data,
+        "trainer.epochs=2",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.n_jobs=2",
+        "sweep.pruner=none",
+        "hydra/launcher=joblib",
+        "final.enabled=false",
+    )
     study = study_of(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6  # sweep.pruner=none: nothing pruned
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
-    processes = [json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"]
-                 for t in study.trials]
+    processes = [
+        json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"] for t in study.trials
+    ]
     assert {p["pid"] for p in processes} != {os.getpid()} and len({p["pid"] for p in processes}) >= 2
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
@@ -90,23 +104,39 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
-    sweep(in_subprocess(tmp_path), small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-          "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "final.enabled=false")
+    sweep(
+        in_subprocess(tmp_path),
+        small_data,
+        "trainer.epochs=1",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "final.enabled=false",
+    )
     assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
 
 
 def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Path) -> None:
-    args = ["--multirun", *small_data, "trainer.epochs=10", "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.study_name=killed", "hydra.sweeper.heartbeat_interval=1",
-            "hydra.sweeper.grace_period=2", "final.enabled=false"]
+    args = [
+        "--multirun",
+        *small_data,
+        "trainer.epochs=10",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.study_name=killed",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=2",
+        "final.enabled=false",
+    ]
     worker = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 180
     while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):  # the study exists from then on
         assert time.monotonic() < deadline and worker.poll() is None, "the sweep did not start"
         time.sleep(0.2)
     study = StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[0]).load()
-    while not (len(trials := study.trials) >= 2 and trials[1].state == TrialState.RUNNING
-               and trials[1].intermediate_values):
+    while not (
+        len(trials := study.trials) >= 2 and trials[1].state == TrialState.RUNNING and trials[1].intermediate_values
+    ):
         assert time.monotonic() < deadline and worker.poll() is None, "the sweep never got into its second trial"
         time.sleep(0.2)
     os.killpg(worker.pid, signal.SIGKILL)
@@ -122,10 +152,17 @@ def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Pa
     assert (after[0].value, after[0].datetime_complete) == (before[0].value, before[0].datetime_complete)
 
 
-def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(small_data, postgres_url,
-                                                                            tmp_path: Path) -> None:
-    args = ["--multirun", *small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=9",
-            f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=shared"]
+def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(
+    small_data, postgres_url, tmp_path: Path
+) -> None:
+    args = [
+        "--multirun",
+        *small_data,
+        "trainer.epochs=1",
+        "hydra.sweeper.n_trials=9",
+        f"hydra.sweeper.storage={postgres_url}",
+        "hydra.sweeper.study_name=shared",
+    ]
     homes = [tmp_path / f"machine{i}" for i in range(3)]
     workers = []
     for home in homes:

@@ -61,8 +61,18 @@ def run_fit(seed: int, epochs: int = 5, scheduler: bool = True, **switches: bool
     optimizer = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5) if scheduler else None
     data = toy_split()
-    return fit(model, optimizer, sched, data, toy_split(64, seed=1), Normalizer([0.4] * 3, [0.2] * 3),
-               epochs=epochs, batch_size=32, seed=seed, **switches)
+    return fit(
+        model,
+        optimizer,
+        sched,
+        data,
+        toy_split(64, seed=1),
+        Normalizer([0.4] * 3, [0.2] * 3),
+        epochs=epochs,
+        batch_size=32,
+        seed=seed,
+        **switches,
+    )
 
 
 def test_step_scheduler_halves_the_learning_rate_every_two_epochs() -> None:
@@ -78,8 +88,17 @@ def test_training_learns_and_is_reproducible() -> None:
     assert [h.loss for h in run_fit(seed=4)] != [h.loss for h in first]
 
 
-def reference_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, data: Split, val: Split,
-                     mean: list[float], std: list[float], epochs: int, batch_size: int, seed: int):
+def reference_epochs(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Split,
+    val: Split,
+    mean: list[float],
+    std: list[float],
+    epochs: int,
+    batch_size: int,
+    seed: int,
+):
     """The plain loop the fast path must match: seed-style normalisation, a sync per batch, no tricks."""
     generator = torch.Generator().manual_seed(seed)
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
@@ -160,7 +179,10 @@ def test_cuda_graphs_are_on_for_cuda_only_and_refused_without_it() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert (use_cuda_graphs("auto", cpu), use_cuda_graphs("auto", cuda)) == (False, True)
     assert (use_cuda_graphs(True, cuda), use_cuda_graphs(False, cuda), use_cuda_graphs(False, cpu)) == (
-        True, False, False)
+        True,
+        False,
+        False,
+    )
     with pytest.raises(ConfigError, match=r"trainer\.cuda_graphs=True: CUDA graphs need a CUDA device.*on cpu"):
         use_cuda_graphs(True, cpu)
 
@@ -189,5 +211,7 @@ def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_p
     monkeypatch.setattr("svhn_sweep.sweep.training.fit", spy)
     for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
         train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
-    assert seen == [{"amp": False, "compile_model": False, "cuda_graphs": False},
-                    {"amp": True, "compile_model": True, "cuda_graphs": False}]
+    assert seen == [
+        {"amp": False, "compile_model": False, "cuda_graphs": False},
+        {"amp": True, "compile_model": True, "cuda_graphs": False},
+    ]

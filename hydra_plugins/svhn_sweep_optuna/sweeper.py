@@ -106,8 +106,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         wait_for_workers: bool,
     ) -> None:
         sampler = instantiate(sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
-        super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-                         custom_search_space, params)
+        super().__init__(
+            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+        )
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers
@@ -121,12 +122,16 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
         # (the pruner) and what follows it (the final step) do not.
-        experiment = [o.input_line for o in OverridesParser.create().parse_overrides(params_conf)
-                      if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")]
+        experiment = [
+            o.input_line
+            for o in OverridesParser.create().parse_overrides(params_conf)
+            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")
+        ]
         experiment.append(f"direction={self._get_directions()}")
         choices = self.config.hydra.runtime.choices
-        name = derived_study_name(self.config.hydra.job.config_name, choices.get("model", "model"),
-                                  choices.get("data", "data"), experiment)
+        name = derived_study_name(
+            self.config.hydra.job.config_name, choices.get("model", "model"), choices.get("data", "data"), experiment
+        )
         return StudyRef(storage, name)
 
     def _job_overrides(self, ref: StudyRef) -> list[str]:
@@ -160,20 +165,27 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
         with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
             storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
-            study = optuna.create_study(study_name=ref.study_name, storage=storage, sampler=self.sampler,
-                                        directions=self._get_directions(), load_if_exists=True)
+            study = optuna.create_study(
+                study_name=ref.study_name,
+                storage=storage,
+                sampler=self.sampler,
+                directions=self._get_directions(),
+                load_if_exists=True,
+            )
         ref.save(sweep_dir)
         optuna.storages.fail_stale_trials(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-        log.info("Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done),
-                 self.n_trials)
+        log.info(
+            "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
+        )
         link = self._job_overrides(ref)
 
         while batch := self._ask(study, ref):
             overrides = [
                 [*trial_overrides, *link, f"sweep.trial={trial.number}"]
                 for trial, trial_overrides in zip(
-                    batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
+                    batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True
+                )
             ]
             with self._told_on_interrupt(study, batch):
                 self._refuse_existing_run_dirs(sweep_dir, batch)
@@ -198,8 +210,10 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""
         taken = [str(sweep_dir / str(t.number)) for t in batch if (sweep_dir / str(t.number)).exists()]
         if taken:
-            raise SweepFailedError(f"Run folder(s) {taken} already exist from another sweep; set a new "
-                                   "hydra.sweep.dir (the default one is unique per second).")
+            raise SweepFailedError(
+                f"Run folder(s) {taken} already exist from another sweep; set a new "
+                "hydra.sweep.dir (the default one is unique per second)."
+            )
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
         run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve() if ret.hydra_cfg else None
@@ -212,8 +226,13 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             study.tell(trial, state=TrialState.FAIL)
             if run_dir is not None:
                 (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
-            log.error("Trial %d failed: %s: %s (traceback in %s/error.txt)", trial.number, type(error).__name__,
-                      error, run_dir)
+            log.error(
+                "Trial %d failed: %s: %s (traceback in %s/error.txt)",
+                trial.number,
+                type(error).__name__,
+                error,
+                run_dir,
+            )
             return
         if isinstance(value, StoppedEarly) and value.state == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
@@ -225,8 +244,11 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
     def _check_failure_budget(self, study: optuna.Study) -> None:
         """Only crashes count: divergence is the config's verdict, a killed or interrupted run is not the trial's."""
-        crashed = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                   if str(t.user_attrs.get(FAIL_REASON, "")).startswith(ERROR)]
+        crashed = [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if str(t.user_attrs.get(FAIL_REASON, "")).startswith(ERROR)
+        ]
         if len(crashed) > self.max_failure_rate * self.n_trials:
             raise SweepFailedError(
                 f"{len(crashed)} trials failed ({', '.join(map(str, crashed))}), more than "
@@ -245,17 +267,21 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == TrialState.COMPLETE for t in trials):
             reasons = {t.number: t.user_attrs.get(FAIL_REASON, t.state.name) for t in trials}
-            raise SweepFailedError(f"No trial of study {study.study_name} completed, so there is no best config "
-                                   f"to retrain: {reasons}")
+            raise SweepFailedError(
+                f"No trial of study {study.study_name} completed, so there is no best config to retrain: {reasons}"
+            )
         best = study.best_trial
         log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
-        OmegaConf.save(OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value}),
-                       sweep_dir / RESULTS_FILE)
+        OmegaConf.save(
+            OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value}),
+            sweep_dir / RESULTS_FILE,
+        )
 
     # -- bookkeeping around a running batch -------------------------------------------------------------
     @contextmanager
-    def _heartbeat(self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
-                   ) -> Iterator[None]:
+    def _heartbeat(
+        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
+    ) -> Iterator[None]:
         study_id = storage.get_study_id_from_name(study.study_name)
         trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
         stop = threading.Event()
@@ -282,6 +308,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             for trial in trials:
                 trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {type(interrupt).__name__}")
                 study.tell(trial, state=TrialState.FAIL)
-            log.warning("Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command "
-                        "to resume.", type(interrupt).__name__, [t.number for t in trials])
+            log.warning(
+                "Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command to resume.",
+                type(interrupt).__name__,
+                [t.number for t in trials],
+            )
             raise

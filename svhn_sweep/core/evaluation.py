@@ -17,8 +17,9 @@ from svhn_sweep.core.data import Normalizer, Split
 from svhn_sweep.core.train import EVAL_BATCH_SIZE, predict
 
 
-def evaluate_model(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
-                   amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_model(
+    model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE, amp: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted and true class of every sample of ``data``, in dataset order (the notebook's ``evaluate_model``),
     as numpy arrays so the analysis below and a notebook can use them directly.
     """
@@ -48,4 +49,3 @@ def load_test_predictions(final_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, truth) of the final model on the test file, as the final retrain stored them."""
     with np.load(final_dir / PREDICTIONS_FILE) as stored:
         return stored["predictions"], stored["labels"]
-

@@ -78,8 +78,10 @@ def use_amp(setting: bool | str, device: torch.device) -> bool:
 def use_cuda_graphs(setting: bool | str, device: torch.device) -> bool:
     """``trainer.cuda_graphs=auto`` is on with CUDA; ``true`` without CUDA is a mistake worth saying."""
     if setting is True and device.type != "cuda":
-        raise ConfigError(f"Invalid config value trainer.cuda_graphs=True: CUDA graphs need a CUDA device, and "
-                          f"this run trains on {device.type}; use trainer.cuda_graphs=auto or false.")
+        raise ConfigError(
+            f"Invalid config value trainer.cuda_graphs=True: CUDA graphs need a CUDA device, and "
+            f"this run trains on {device.type}; use trainer.cuda_graphs=auto or false."
+        )
     return device.type == "cuda" and setting in ("auto", True)
 
 
@@ -185,18 +187,21 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> bool:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
-            amp: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE, amp: bool = False
+) -> torch.Tensor:
     """Predicted class of every sample, in dataset order (the notebook's ``evaluate_model``)."""
     model.eval()
     buffer = torch.empty((min(batch_size, len(data)), *data.images.shape[1:]), device=data.images.device)
     with autocast(data.images.device, amp):
-        return torch.cat([model(normalize(chunk, out=buffer[: len(chunk)])).argmax(1)
-                          for chunk in data.images.split(batch_size)])
+        return torch.cat(
+            [model(normalize(chunk, out=buffer[: len(chunk)])).argmax(1) for chunk in data.images.split(batch_size)]
+        )
 
 
-def accuracy(model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE,
-             amp: bool = False) -> float:
+def accuracy(
+    model: nn.Module, data: Split, normalize: Normalizer, batch_size: int = EVAL_BATCH_SIZE, amp: bool = False
+) -> float:
     """Fraction of ``data`` the model classifies correctly (the notebook's ``compute_accuracy``)."""
     return (predict(model, data, normalize, batch_size, amp) == data.labels).float().mean().item()
 
@@ -244,7 +249,13 @@ def fit(
         history.append(stats)
         log.info(
             "epoch %d/%d  loss %.4f  train_acc %.4f  val_acc %s  lr %.3g  (%.2fs)",
-            epoch, epochs, loss, train_acc, "-" if val_acc is None else f"{val_acc:.4f}", lr, stats.seconds,
+            epoch,
+            epochs,
+            loss,
+            train_acc,
+            "-" if val_acc is None else f"{val_acc:.4f}",
+            lr,
+            stats.seconds,
         )
         if on_epoch is not None:
             on_epoch(stats)

@@ -49,8 +49,7 @@ def param_importances(importance: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7, 0.4 * len(importance) + 1.5), layout="constrained")
     ax = fig.add_subplot()
     importance.set_index("parameter")["importance"].iloc[::-1].plot.barh(ax=ax)
-    ax.set(xlabel="importance for val accuracy (PED-ANOVA, complete trials)", ylabel="",
-           title="Parameter importances")
+    ax.set(xlabel="importance for val accuracy (PED-ANOVA, complete trials)", ylabel="", title="Parameter importances")
     return fig
 
 
@@ -78,17 +77,30 @@ def confusion_matrix_figure(matrix: np.ndarray) -> Figure:
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues")
     for (predicted, truth), count in np.ndenumerate(matrix):
-        ax.text(truth, predicted, str(count), ha="center", va="center", fontsize=8,
-                color="white" if count > matrix.max() / 2 else "black")
+        ax.text(
+            truth,
+            predicted,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if count > matrix.max() / 2 else "black",
+        )
     classes = range(len(matrix))
-    ax.set(xticks=classes, yticks=classes, xlabel="truth", ylabel="predicted",
-           title=f"Final model on the test file: {matrix.trace()} of {matrix.sum()} right")
+    ax.set(
+        xticks=classes,
+        yticks=classes,
+        xlabel="truth",
+        ylabel="predicted",
+        title=f"Final model on the test file: {matrix.trace()} of {matrix.sum()} right",
+    )
     fig.colorbar(image, ax=ax, label="test images")
     return fig
 
 
-def error_gallery(images: np.ndarray, predictions: np.ndarray, truth: np.ndarray, predicted: int, true: int,
-                  max_images: int = 12) -> Figure:
+def error_gallery(
+    images: np.ndarray, predictions: np.ndarray, truth: np.ndarray, predicted: int, true: int, max_images: int = 12
+) -> Figure:
     """A strip of the test images predicted as ``predicted`` whose truth is ``true`` (first ones in dataset
     order), shown as stored (uint8 RGB, not normalised), each titled with its index in the test file.
     """
@@ -119,8 +131,9 @@ def load_test_images(final_dir: Path, truth: np.ndarray) -> np.ndarray:
     return test.images.numpy()
 
 
-def write_plots(sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int, int]] = (), top: int = 5,
-                confusions: int = 3) -> list[Path]:
+def write_plots(
+    sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int, int]] = (), top: int = 5, confusions: int = 3
+) -> list[Path]:
     """Draw into ``<sweep>/plots/`` every figure the folder has the data for: the optimisation history, the
     importances (from 2 complete trials), the learning curves of the ``top`` trials; after the final retrain,
     the confusion matrix and the error galleries of its ``confusions`` most frequent mistakes and of ``pairs``
@@ -147,8 +160,10 @@ def write_plots(sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int,
         for predicted, true in dict.fromkeys([*top_confusions(matrix, confusions), *pairs]):
             figures[f"errors_pred{predicted}_truth{true}"] = error_gallery(images, predictions, truth, predicted, true)
     elif pairs:
-        raise FileNotFoundError(f"No {final_dir / PREDICTIONS_FILE}: error galleries need the final retrain, "
-                                "which runs when the sweep finishes.")
+        raise FileNotFoundError(
+            f"No {final_dir / PREDICTIONS_FILE}: error galleries need the final retrain, "
+            "which runs when the sweep finishes."
+        )
 
     out = Path(sweep_dir) / PLOTS_DIR
     out.mkdir(exist_ok=True)

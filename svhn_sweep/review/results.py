@@ -33,8 +33,9 @@ def readable_param_names(names: list[str]) -> dict[str, str]:
     return {name: (name if s in clashes else s) for name, s in short.items()}
 
 
-def open_study(sweep_dir: str | Path | None = None, *, storage: str | None = None,
-               study_name: str | None = None) -> optuna.Study:
+def open_study(
+    sweep_dir: str | Path | None = None, *, storage: str | None = None, study_name: str | None = None
+) -> optuna.Study:
     """The study behind a sweep folder (its ``study.yaml``), or named directly by storage URL and study name."""
     if (sweep_dir is None) == (storage is None or study_name is None):
         raise ValueError("Give either a sweep folder or both storage and study_name.")
@@ -42,8 +43,9 @@ def open_study(sweep_dir: str | Path | None = None, *, storage: str | None = Non
     return ref.load()
 
 
-def load_sweep(sweep_dir: str | Path | None = None, *, storage: str | None = None,
-               study_name: str | None = None) -> pd.DataFrame:
+def load_sweep(
+    sweep_dir: str | Path | None = None, *, storage: str | None = None, study_name: str | None = None
+) -> pd.DataFrame:
     """The trials table of a study, opened as :func:`open_study` does."""
     return trials_table(open_study(sweep_dir, storage=storage, study_name=study_name))
 
@@ -91,9 +93,11 @@ def history_table(study: optuna.Study) -> pd.DataFrame:
     """Per-epoch records of every trial that wrote ``metrics.json``, long format (one row per trial and epoch)
     for plotting learning curves; trials without a run folder or ``metrics.json`` have no rows.
     """
-    frames = [pd.DataFrame(metrics["history"]).assign(trial=trial.number, state=trial.state.name)
-              for trial in study.get_trials(deepcopy=False)
-              if (metrics := run_metrics(trial.user_attrs.get("run_dir"))) and metrics["history"]]
+    frames = [
+        pd.DataFrame(metrics["history"]).assign(trial=trial.number, state=trial.state.name)
+        for trial in study.get_trials(deepcopy=False)
+        if (metrics := run_metrics(trial.user_attrs.get("run_dir"))) and metrics["history"]
+    ]
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS]

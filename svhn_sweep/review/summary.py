@@ -15,13 +15,18 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
     parameter importances, and the final result of the sweep folder.
     """
     states = ", ".join(f"{n} {state}" for state, n in trials["state"].value_counts().items())
-    lines = [f"Trials of study {study.study_name} (best first; all of its trials, across resumes and workers): "
-             f"{len(trials)} trials{': ' + states if states else ''}"]
+    lines = [
+        f"Trials of study {study.study_name} (best first; all of its trials, across resumes and workers): "
+        f"{len(trials)} trials{': ' + states if states else ''}"
+    ]
     if len(trials):
         lines.append(printable(trials).head(top).to_string(index=False, float_format="{:.4g}".format))
     importance = importance_table(study)
-    lines += ["", "Parameter importances (PED-ANOVA over the complete trials):",
-              importance.attrs["note"] if importance.empty else importance.to_string(index=False, float_format="%.3f")]
+    lines += [
+        "",
+        "Parameter importances (PED-ANOVA over the complete trials):",
+        importance.attrs["note"] if importance.empty else importance.to_string(index=False, float_format="%.3f"),
+    ]
     lines += ["", final_line(final_metrics(sweep_dir), trials, sweep_dir)]
     return "\n".join(lines)
 
@@ -35,9 +40,13 @@ def printable(trials: pd.DataFrame) -> pd.DataFrame:
 def final_line(final: pd.Series | None, trials: pd.DataFrame, sweep_dir: Path) -> str:
     """One sentence on the final retrain: which trial, trained on what, its test accuracy; or that there is none."""
     if final is None:
-        return (f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
-                "worker that finishes it.")
+        return (
+            f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
+            "worker that finishes it."
+        )
     val = trials.set_index("trial")["val_accuracy"].get(final.get("trial"))
     origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else "the best trial"
-    return (f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
-            f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}")
+    return (
+        f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
+        f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
+    )

@@ -69,11 +69,11 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: list(SVHN_STD))
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction,
-                 "must lie strictly between 0 and 1")
+        _require(
+            0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "must lie strictly between 0 and 1"
+        )
         _require(len(self.mean) == 3, "data.mean", self.mean, "needs one value per RGB channel (3)")
-        _require(len(self.std) == 3 and all(s > 0 for s in self.std), "data.std", self.std,
-                 "needs 3 positive values")
+        _require(len(self.std) == 3 and all(s > 0 for s in self.std), "data.std", self.std, "needs 3 positive values")
 
 
 @dataclass
@@ -118,9 +118,12 @@ class MLPConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-                 "model.hidden_sizes", list(self.hidden_sizes),
-                 "needs at least one layer, every size positive, e.g. [100] or [256,128]")
+        _require(
+            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+            "model.hidden_sizes",
+            list(self.hidden_sizes),
+            "needs at least one layer, every size positive, e.g. [100] or [256,128]",
+        )
         _check_dropout(self.dropout)
 
 
@@ -133,8 +136,12 @@ class CNNConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(0 < len(self.channels) <= 5 and all(c > 0 for c in self.channels), "model.channels",
-                 list(self.channels), "needs 1 to 5 positive channel counts (each block halves 32x32)")
+        _require(
+            0 < len(self.channels) <= 5 and all(c > 0 for c in self.channels),
+            "model.channels",
+            list(self.channels),
+            "needs 1 to 5 positive channel counts (each block halves 32x32)",
+        )
         _check_dropout(self.dropout)
 
 
@@ -230,13 +237,25 @@ class TrainerConfig:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
         _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, "must be >= 1")
         _require(self.eval_batch_size >= 1, "trainer.eval_batch_size", self.eval_batch_size, "must be >= 1")
-        _require(self.num_threads is None or self.num_threads >= 1, "trainer.num_threads",
-                 self.num_threads, "must be null or >= 1")
+        _require(
+            self.num_threads is None or self.num_threads >= 1,
+            "trainer.num_threads",
+            self.num_threads,
+            "must be null or >= 1",
+        )
         _require(self.amp in ("auto", True, False), "trainer.amp", self.amp, "must be auto, true or false")
-        _require(self.cuda_graphs in ("auto", True, False), "trainer.cuda_graphs", self.cuda_graphs,
-                 "must be auto, true or false")
-        _require(not (self.cuda_graphs is True and self.device == Device.cpu), "trainer.cuda_graphs",
-                 self.cuda_graphs, "CUDA graphs need trainer.device=cuda (or auto on a CUDA machine)")
+        _require(
+            self.cuda_graphs in ("auto", True, False),
+            "trainer.cuda_graphs",
+            self.cuda_graphs,
+            "must be auto, true or false",
+        )
+        _require(
+            not (self.cuda_graphs is True and self.device == Device.cpu),
+            "trainer.cuda_graphs",
+            self.cuda_graphs,
+            "CUDA graphs need trainer.device=cuda (or auto on a CUDA machine)",
+        )
 
 
 @dataclass
@@ -259,8 +278,12 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         # MISSING only while Hydra builds the schema itself; a composed config has one of the group's options.
-        _require(self.pruner in (None, "none", MISSING) or isinstance(self.pruner, dict), "sweep.pruner", self.pruner,
-                 "choose sweep/pruner=median|hyperband|successive_halving, or sweep.pruner=none to turn it off")
+        _require(
+            self.pruner in (None, "none", MISSING) or isinstance(self.pruner, dict),
+            "sweep.pruner",
+            self.pruner,
+            "choose sweep/pruner=median|hyperband|successive_halving, or sweep.pruner=none to turn it off",
+        )
 
 
 @dataclass

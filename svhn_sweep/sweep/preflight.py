@@ -18,9 +18,11 @@ def check_output_dir(path: str | Path) -> None:
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"Cannot create the output folder {path} ({error.strerror}: {error.filename}). "
-                        "Move what is in the way, or choose another folder with hydra.sweep.dir "
-                        "(and hydra.sweeper.storage).") from None
+        raise UserError(
+            f"Cannot create the output folder {path} ({error.strerror}: {error.filename}). "
+            "Move what is in the way, or choose another folder with hydra.sweep.dir "
+            "(and hydra.sweeper.storage)."
+        ) from None
 
 
 def preflight(config: DictConfig, folders: list[Path]) -> None:

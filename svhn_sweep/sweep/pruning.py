@@ -37,7 +37,8 @@ def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
     storage = _storage(ref)
     study = optuna.load_study(study_name=ref.study_name, storage=storage, pruner=pruner)
     trial_id = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(ref.study_name), sweep.trial)
+        storage.get_study_id_from_name(ref.study_name), sweep.trial
+    )
     trial = optuna.Trial(study, trial_id)
 
     def report(stats: EpochStats) -> None:

@@ -31,12 +31,14 @@ class StudyRef:
     storage: str
     study_name: str
 
-    def open_storage(self, heartbeat_interval: int | None = None, grace_period: int | None = None
-                     ) -> optuna.storages.RDBStorage:
+    def open_storage(
+        self, heartbeat_interval: int | None = None, grace_period: int | None = None
+    ) -> optuna.storages.RDBStorage:
         """An RDB storage (SQLite or PostgreSQL); SQLite waits for locks instead of failing under workers."""
         engine_kwargs = {"connect_args": {"timeout": 60}} if self.storage.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(self.storage, engine_kwargs=engine_kwargs,
-                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        return optuna.storages.RDBStorage(
+            self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+        )
 
     def load(self, **kwargs: object) -> optuna.Study:
         """The study, opened with :meth:`open_storage`; ``kwargs`` go to ``optuna.load_study`` (sampler, pruner)."""
