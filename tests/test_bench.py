@@ -7,11 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE
+
+pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
 
 # Runs benchmarks/bench.py with Hydra, OmegaConf and Optuna unimportable, as on a GPU machine that has only torch.
 WITHOUT_HYDRA = """
 import runpy, sys
+
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna', 'hydra_plugins'):

@@ -35,6 +35,7 @@ def no_trial_ran(cwd: Path) -> bool:
     return not list(cwd.glob("outputs/**/metrics.json"))
 
 
+@pytest.mark.slow
 def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path, run_main) -> None:
     result = run_main(
         ["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)", "hydra.sweeper.n_trials=5"]
@@ -93,6 +94,7 @@ def crashing_sweep(small_data, cwd: Path, plugins: Path, max_failure_rate: float
     )
 
 
+@pytest.mark.slow
 def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small_data, tmp_path, buggy_model):
     result = crashing_sweep(small_data, tmp_path, buggy_model, 0.9, "final.enabled=false")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -105,6 +107,7 @@ def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small
     assert all(t.state == TrialState.COMPLETE for t in trials if t not in crashed)
 
 
+@pytest.mark.slow
 def test_too_many_crashes_stop_the_sweep_naming_the_failed_trials(small_data, tmp_path, buggy_model):
     result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.0)
     trials = study_of(tmp_path).trials
@@ -115,6 +118,7 @@ def test_too_many_crashes_stop_the_sweep_naming_the_failed_trials(small_data, tm
     assert not list(tmp_path.glob("outputs/sweeps/*/final"))
 
 
+@pytest.mark.slow
 def test_missing_data_without_network_names_folder_files_and_the_offline_route(tmp_path: Path, run_main) -> None:
     root = tmp_path / "svhn $(touch pwned);touch pwned"  # nothing a user types reaches a shell
     for result in (run_main([f"data.root='{root}'"]), run_cli(["--multirun", f"data.root='{root}'"], cwd=tmp_path)):
@@ -122,6 +126,7 @@ def test_missing_data_without_network_names_folder_files_and_the_offline_route(t
     assert not list(tmp_path.rglob("pwned")) and no_trial_ran(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path: Path) -> None:
     shutil.copytree(synthetic_root, tmp_path / "data")
     (mat,) = (tmp_path / "data").glob("*/train_32x32.mat")
@@ -180,6 +185,7 @@ def test_a_later_sweep_never_overwrites_run_folders(small_data, tmp_path: Path, 
     assert (tmp_path / "shared" / "0" / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_path: Path, run_main) -> None:
     args = ["--multirun", *small_data, *QUICK, "hydra.sweeper.study_name=partial"]
     assert run_main([*args, "hydra.sweeper.n_trials=2"]).returncode == 0
@@ -191,6 +197,7 @@ def test_final_retrain_survives_trials_missing_their_metrics(small_data, tmp_pat
     assert "test accuracy" in result.stdout and len(list(tmp_path.glob("outputs/sweeps/*/final/metrics.json"))) == 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_data, tmp_path: Path) -> None:
     args = [
         "--multirun",

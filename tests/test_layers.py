@@ -57,6 +57,7 @@ def test_every_package_module_belongs_to_a_layer_or_is_a_command() -> None:
     assert imported_modules(PACKAGE / "constants.py") == set()  # importable from every layer
 
 
+@pytest.mark.slow
 def test_the_core_imports_and_trains_without_hydra_omegaconf_or_optuna() -> None:
     """Import every core module with those packages unimportable, and train a step: no import hides anywhere."""
     script = """

@@ -69,6 +69,7 @@ def report_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 # -- tables ---------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep: Sweep) -> None:
     study = open_study(sweep.dir)
     table = load_sweep(sweep.dir)
@@ -94,6 +95,7 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     )
 
 
+@pytest.mark.slow
 def test_history_and_importance_tables(sweep: Sweep) -> None:
     study = open_study(sweep.dir)
     history = history_table(study)
@@ -111,6 +113,7 @@ def test_history_and_importance_tables(sweep: Sweep) -> None:
     assert importance["parameter"].tolist() == [row.parameter for row in order]
 
 
+@pytest.mark.slow
 def test_final_retrain_is_kept_apart_with_its_test_predictions_in_dataset_order(sweep: Sweep, small_data) -> None:
     study = open_study(sweep.dir)
     final_row = final_metrics(sweep.dir)
@@ -163,6 +166,7 @@ def test_error_gallery_shows_exactly_the_samples_of_the_pair_as_stored() -> None
 
 
 # -- figures and the report command ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_sweep_folder_gets_its_figures(sweep: Sweep) -> None:
     predictions, truth = load_test_predictions(sweep.dir / "final")
     galleries = {f"errors_pred{p}_truth{t}.png" for p, t in top_confusions(confusion_matrix(predictions, truth), 3)}
@@ -178,6 +182,7 @@ def test_the_sweep_folder_gets_its_figures(sweep: Sweep) -> None:
         assert (sweep.dir / "plots" / name).read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Sweep, tmp_path: Path) -> None:
     out = {ext: tmp_path / f"trials.{ext}" for ext in ("csv", "parquet", "md")}
     result = report_cli(
@@ -196,6 +201,7 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
     assert out["md"].read_text().startswith("|   trial | state ")
 
 
+@pytest.mark.slow
 def test_report_into_a_reader_that_stops_early_still_exports_and_ends_quietly(sweep: Sweep, tmp_path: Path) -> None:
     report = subprocess.Popen(
         [*REPORT, str(sweep.dir), "--csv", str(tmp_path / "trials.csv")],
@@ -210,6 +216,7 @@ def test_report_into_a_reader_that_stops_early_still_exports_and_ends_quietly(sw
     assert pd.read_csv(tmp_path / "trials.csv")["trial"].tolist() == load_sweep(sweep.dir)["trial"].tolist()
 
 
+@pytest.mark.slow
 def test_report_draws_the_error_gallery_of_a_pair_it_is_asked_for(sweep: Sweep) -> None:
     predictions, truth = load_test_predictions(sweep.dir / "final")
     drawn = top_confusions(confusion_matrix(predictions, truth), 3)

@@ -13,11 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from svhn_sweep.review.results import load_sweep
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import run_cli, start_cli
+
+pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
 
 FINISHED = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL}
 

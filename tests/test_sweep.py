@@ -6,6 +6,8 @@ import yaml
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
+
 
 def test_multirun_searches_then_retrains_the_best_and_scores_it_on_test(small_data, tmp_path: Path) -> None:
     result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=3", "trainer.epochs=1"], cwd=tmp_path)
