@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from svhn_sweep.__main__ import CONFIG_DIR
 from svhn_sweep.core.data import SyntheticSource
+from svhn_sweep.sweep.config import CONFIG_DIR, register_configs
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +42,7 @@ def small_data(synthetic_root: Path) -> list[str]:
 @pytest.fixture
 def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     """Compose ``conf/train.yaml`` with overrides, as Hydra would for a run."""
+    register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR):
         yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
 

@@ -12,6 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# A role that must log in with its password (scram-sha-256), unlike the trusted superuser, and owns its database.
+PASSWORD_USER, PASSWORD = "svhn_pw", "pw-Zq7x-never-written"
+
+
+def with_password(url: str) -> str:
+    """The URL of the password-protected role's database on the same server, password included."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    return f"postgresql://{PASSWORD_USER}:{PASSWORD}@127.0.0.1:{port}/{PASSWORD_USER}"
+
 
 def _bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -57,6 +66,8 @@ def postgres_server() -> Iterator[str]:
         subprocess.run([*as_owner, *command], check=True, capture_output=True, text=True)
 
     run(str(bindir / "initdb"), "-D", str(datadir / "data"), "-A", "trust", "-U", "postgres")
+    hba = datadir / "data" / "pg_hba.conf"  # first match wins: the password role is checked, the rest trusted
+    hba.write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     run(
         str(bindir / "pg_ctl"),
         "-D",
@@ -69,7 +80,10 @@ def postgres_server() -> Iterator[str]:
         "start",
     )
     try:
-        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE optuna")
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c"]
+        run(*psql, "CREATE DATABASE optuna")
+        run(*psql, f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+        run(*psql, f"CREATE DATABASE {PASSWORD_USER} OWNER {PASSWORD_USER}")
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "-w", "stop")

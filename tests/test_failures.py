@@ -156,6 +156,7 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("model=resnet", ["model/resnet", "cnn", "mlp"]),
         ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
+        ("seed=-1", ["seed=-1", "between 0 and 2**32 - 1"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(
@@ -222,7 +223,7 @@ def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_da
     assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
     assert "run the same command to resume" in stderr
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert study.trials[1].user_attrs["fail_reason"] == "interrupted: KeyboardInterrupt"
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted: SIGINT"
     assert "COMPLETE" in stdout and "FAIL" in stdout  # the summary shows what is there
 
     result = run_cli(args, cwd=tmp_path)

@@ -312,13 +312,18 @@ def test_a_failure_at_the_end_of_a_finished_sweep_is_exit_code_1_not_a_warning(
 ) -> None:
     copy = tmp_path / "sweep"
     shutil.copytree(sweep.dir, copy, ignore=shutil.ignore_patterns("plots", "trials.csv"))
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(copy)}}, "final": {"enabled": True, "top_k": 3}})
+    config = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(copy)}, "sweeper": {"heartbeat_interval": 10, "grace_period": 30}},
+            "final": {"enabled": True, "top_k": 3},
+        }
+    )
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no space left for figures")
 
     monkeypatch.setattr(final, "write_plots", broken)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_info:
-        final.RetrainBest().on_multirun_end(config)  # the study's retrain is claimed already: straight to figures
+        final.RetrainBest().on_multirun_end(config)  # the study has its final result: straight to figures
     assert exit_info.value.code == 1 and "no space left for figures" in caplog.text
     assert (copy / "trials.csv").exists()

@@ -9,11 +9,13 @@ this subclass replaces only its loop:
   val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
-  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL.
+  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
+  trials FAIL "interrupted: <signal>";
+- the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written.
 
 It is svhn_sweep's sweeper, not a general one. What it knows of this project is in four named places:
-:meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
-the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
+:meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, storage, folders, data,
+before the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
 choices), :meth:`~PersistentOptunaSweeper._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
 ``sweep.trial`` keys of the task config, and ``trainer.num_threads`` to split the cores between parallel trials)
 and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
@@ -47,15 +49,23 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, read_write
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL, make_url
 
-from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
+from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, MULTIRUN_FILE, RESULTS_FILE
 from svhn_sweep.sweep.errors import ReportedError, reported
+from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.pruning import StoppedEarly
-from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
+from svhn_sweep.sweep.study import (
+    StudyRef,
+    absolute_storage_url,
+    derived_study_name,
+    masked,
+    study_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +115,6 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         grace_period: int,
         wait_for_workers: bool,
     ) -> None:
-        sampler = instantiate(sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
         super().__init__(
             sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
         )
@@ -116,8 +125,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
         cwd = Path(self.config.hydra.runtime.cwd)
-        storage = self.storage or DEFAULT_STORAGE
-        storage = absolute_storage_url(str(storage), cwd)
+        storage = self._without_password(absolute_storage_url(str(self.storage or DEFAULT_STORAGE), cwd))
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
@@ -134,6 +142,31 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         )
         return StudyRef(storage, name)
 
+    def _without_password(self, storage: str) -> str:
+        """The storage URL as printed and written everywhere: without its password, which goes to PostgreSQL's
+        client library through ``PGPASSWORD`` in this process's environment (the jobs' too: local ones inherit it).
+        """
+        url = make_url(storage)
+        if url.password is None:
+            return storage
+        if url.get_backend_name() != "postgresql":
+            raise ReportedError(
+                f"hydra.sweeper.storage={masked(storage)} has a password in its URL, which would be written into "
+                "the sweep folder; give it to the database client another way and drop it from the URL."
+            )
+        os.environ["PGPASSWORD"] = str(url.password)
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        storage = bare.render_as_string(hide_password=False)
+        hydra = self.config.hydra  # what Hydra saves, and recomposes each job's config from
+        with read_write(hydra.sweeper), read_write(hydra.overrides):
+            hydra.sweeper.storage = storage
+            hydra.overrides.hydra = [
+                *(o for o in hydra.overrides.hydra if not o.lstrip("+~").startswith("hydra.sweeper.storage=")),
+                f"hydra.sweeper.storage={storage}",
+            ]
+        self.storage = storage
+        return storage
+
     def _job_overrides(self, ref: StudyRef) -> list[str]:
         """What every job of this sweep is told: its study (``sweep.*``), and a share of the machine's cores when
         trials run in parallel, unless the user chose ``trainer.num_threads``.
@@ -146,7 +179,14 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
     def _preflight(self, ref: StudyRef, sweep_dir: Path) -> None:
         """The project's checks before the first trial, reported as messages: config values, folders, data."""
         with reported():
-            preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
+            preflight(self.config, ref, sweep_dir)
+
+    def _build_sampler(self) -> optuna.samplers.BaseSampler:
+        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong."""
+        try:
+            return instantiate(self.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+        except Exception as error:
+            raise ReportedError(f"hydra.sweeper.sampler cannot be built: {error}") from None
 
     # -- the loop ----------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -161,18 +201,21 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self._preflight(ref, sweep_dir)
+        sampler = self._build_sampler()
         # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
         (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
-        with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
+        with study_lock(ref.storage, ref.study_name):
             storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
             study = optuna.create_study(
                 study_name=ref.study_name,
                 storage=storage,
-                sampler=self.sampler,
+                sampler=sampler,
                 directions=self._get_directions(),
                 load_if_exists=True,
             )
+        study.set_metric_names(["val_accuracy"])  # what Optuna's clients (the dashboard) call the objective
         ref.save(sweep_dir)
+        OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)  # as Hydra's own sweeper does; svhn-sweep-final reads it
         optuna.storages.fail_stale_trials(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
         log.info(
@@ -302,15 +345,17 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
     @contextmanager
     def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>"."""
         try:
             yield
         except BaseException as interrupt:
+            cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
             for trial in trials:
-                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {type(interrupt).__name__}")
+                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {cause}")
                 study.tell(trial, state=TrialState.FAIL)
             log.warning(
                 "Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command to resume.",
-                type(interrupt).__name__,
+                cause,
                 [t.number for t in trials],
             )
             raise
