@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,26 @@ def small_data(synthetic_root: Path) -> list[str]:
         f"data.train_size={TRAIN_SIZE}",
         f"data.test_size={TEST_SIZE}",
     ]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A finished sweep's folder and what its command printed."""
+
+    dir: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures: shared by every
+    module that reviews or uses a finished sweep (report, predict, notebook, dashboard).
+    """
+    cwd = tmp_path_factory.mktemp("review")
+    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
+    return Sweep(sweep_dir, result.stdout)
 
 
 @pytest.fixture
