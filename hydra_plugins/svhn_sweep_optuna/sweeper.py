@@ -172,6 +172,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                 directions=self._get_directions(),
                 load_if_exists=True,
             )
+            study.set_metric_names(["val_accuracy"])
         ref.save(sweep_dir)
         optuna.storages.fail_stale_trials(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
