@@ -54,6 +54,7 @@ from optuna.trial import TrialState
 from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.preflight import preflight
+from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
 
@@ -180,6 +181,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
         )
         link = self._job_overrides(ref)
+        progress = SweepProgress(self.n_trials, self.n_jobs)
 
         while batch := self._ask(study, ref):
             overrides = [
@@ -194,6 +196,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                     returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
             for trial, ret in zip(batch, returns, strict=True):
                 self._tell(study, trial, ret)
+                log.info(progress.line(study, trial.number))
             self._check_failure_budget(study)
 
         if self.wait_for_workers:

@@ -232,6 +232,8 @@ class TrainerConfig:
     # CUDA graphs: auto = on with CUDA. A training step of these small nets is dozens of tiny kernels whose
     # launches cost more than their work; one captured step replays them at once (bench.py measures both).
     cuda_graphs: bool | str = "auto"
+    # true: no log line per epoch (they go to DEBUG); the sweep's line per finished trial stays.
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
