@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -65,6 +66,13 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     """Compose ``conf/train.yaml`` with overrides, as Hydra would for a run."""
     with initialize_config_dir(config_dir=CONFIG_DIR):
         yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server to start on, or a client to find closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,9 @@ import pytest
 
 from svhn_sweep.review.results import open_study
 from svhn_sweep.sweep.study import StudyRef
-from tests.conftest import Sweep, cli_env
+from tests.conftest import Sweep, cli_env, free_port
 
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # the console script of this environment
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -122,11 +122,12 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
-        # (the pruner) and what follows it (the final step) do not.
+        # (the pruner), what follows it (the final step) and how it is watched (logger, trainer.quiet) do not.
         experiment = [
             o.input_line
             for o in OverridesParser.create().parse_overrides(params_conf)
-            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")
+            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final", "logger")
+            and o.get_key_element() != "trainer.quiet"
         ]
         experiment.append(f"direction={self._get_directions()}")
         choices = self.config.hydra.runtime.choices

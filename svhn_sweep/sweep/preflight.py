@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from svhn_sweep.core.errors import UserError
 from svhn_sweep.sweep.config import data_source, validate
+from svhn_sweep.sweep.loggers import run_logger
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,13 @@ def check_output_dir(path: str | Path) -> None:
 
 
 def preflight(config: DictConfig, folders: list[Path]) -> None:
-    """Validate the config, create the output folders, and fetch or generate the data once for all trials."""
+    """Validate the config, create the output folders, check the experiment tracker's package, and fetch or
+    generate the data once for all trials.
+    """
     validate(config)
     for folder in folders:
         check_output_dir(folder)
+    if (logger := run_logger(config)) is not None:
+        logger.check()
     log.info("Checking the data before the first trial")
     data_source(config).ensure_files()

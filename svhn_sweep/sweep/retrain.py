@@ -20,6 +20,7 @@ from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
+from svhn_sweep.sweep.loggers import record_final
 from svhn_sweep.sweep.study import StudyRef, study_lock
 from svhn_sweep.sweep.training import fit_config, prepare
 
@@ -82,6 +83,7 @@ def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> No
     final_dir = sweep_dir / FINAL_DIR
     retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
     OmegaConf.save(best_cfg, final_dir / CONFIG_FILE)
+    record_final(best_cfg, study.study_name, final_dir)
 
 
 def claim_final_step(ref: StudyRef, study: optuna.Study, sweep_dir: Path) -> bool:
