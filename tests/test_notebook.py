@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -44,3 +46,6 @@ def test_the_notebook_shows_the_sweep_inline(sweep: Sweep) -> None:
     galleries = len(top_confusions(confusion_matrix(predictions, truth), 3))
     # history, importances, learning curves, confusion matrix, the galleries
     assert len(figures) == 4 + galleries
+    # the final model, loaded and asked about the first test images, agrees with its stored predictions
+    shown = re.findall(r"<td>(\d)</td>\s*<td>(\d)</td>\s*<td>[\d.]+</td>", html)
+    assert [(int(t), int(p)) for t, p in shown] == list(zip(truth[:8], predictions[:8], strict=True))
