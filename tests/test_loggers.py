@@ -17,10 +17,11 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.review.results import final_metrics, open_study
-from svhn_sweep.sweep.loggers import run_logger
+from svhn_sweep.sweep.loggers import MLflowLogger, RunRecord, TensorBoardLogger, run_logger
 from svhn_sweep.sweep.trial import train_and_validate
 from tests.conftest import free_port
 
+HISTORY = [{"epoch": 1, "loss": 1.5, "train_acc": 0.3, "val_acc": 0.25, "lr": 0.1, "seconds": 1.0}]
 EPOCHS = {"loss": "loss", "train_acc": "train_acc", "val_acc": "val_acc"}  # metrics.json key -> tracker's key
 
 
@@ -133,3 +134,23 @@ def test_logger_none_is_the_default_and_the_options_have_their_defaults(compose_
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if tensorboard were not installed
     with pytest.raises(ConfigError, match=r"logger=tensorboard needs the tensorboard package.*'\.\[tensorboard\]'"):
         run_logger(compose_cfg("logger=tensorboard")).check()
+
+
+def test_pruned_and_diverged_runs_are_written_with_their_state(tmp_path: Path) -> None:
+    """A pruned trial (its epochs so far) and one that diverged in its first epoch (no epoch, no accuracy)."""
+    pruned = RunRecord("study", "trial 0", {"optimizer.lr": 0.1}, HISTORY, "pruned", {"val_accuracy": 0.25})
+    diverged = RunRecord("study", "trial 1", {"optimizer.lr": 50.0}, [], "diverged", {})
+    board = TensorBoardLogger(str(tmp_path / "tb"))
+    tracker = MLflowLogger(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run in (pruned, diverged):
+        board.write(run)
+        tracker.write(run)
+    for run in (pruned, diverged):
+        events, hparams = tensorboard_run(tmp_path / "tb" / "study" / run.name.replace(" ", "_"))
+        assert events.Tensors("status/text_summary")[0].tensor_proto.string_val == [run.status.encode()]
+        assert hparams["optimizer.lr"].number_value == run.params["optimizer.lr"]
+    assert [e.value for e in tensorboard_run(tmp_path / "tb" / "study" / "trial_0")[0].Scalars("val_acc")] == [0.25]
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["study"]).set_index("tags.mlflow.runName")
+    assert runs.loc["trial 0", "status"] == "KILLED" and runs.loc["trial 0", "metrics.val_accuracy"] == 0.25
+    assert runs.loc["trial 1", "status"] == "FAILED" and runs.loc["trial 1", "tags.status"] == "diverged"
