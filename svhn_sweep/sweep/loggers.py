@@ -16,7 +16,7 @@ import logging
 import time
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -193,22 +193,24 @@ def flat_params(cfg: DictConfig) -> dict[str, str | int | float | bool]:
     return dict(leaves(tree, ""))
 
 
-def record(cfg: DictConfig, run: RunRecord) -> None:
-    """Write ``run`` with the config's tracker; never raises: a failure is one warning per tracker and process."""
+def record(cfg: DictConfig, group: str, name: str, make_run: Callable[[], RunRecord]) -> None:
+    """Write the run ``make_run`` builds (from files the run wrote) with the config's tracker. Never raises: a failure,
+    in building the record or in the tracker, is one warning per tracker and process.
+    """
     logger = None
     try:
         logger = run_logger(cfg)
         if logger is None or logger.where in _failed:
             return
-        logger.write(run)
+        logger.write(make_run())
     except Exception as error:
         where = logger.where if logger is not None else str(cfg.logger.get("_target_"))
         _failed.add(where)
         log.warning(
             "logger could not record %s %r in %s (%s: %s); training goes on, metrics.json keeps the run, and this "
             "process records no more runs there",
-            run.group,
-            run.name,
+            group,
+            name,
             where,
             type(error).__name__,
             error,
@@ -217,34 +219,25 @@ def record(cfg: DictConfig, run: RunRecord) -> None:
 
 def record_trial(cfg: DictConfig, run_dir: Path) -> None:
     """A trial (or single run) that wrote its ``metrics.json`` in ``run_dir``, as a run of its study."""
-    if cfg.get("logger") is None:
-        return
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
     in_sweep = cfg.sweep.trial is not None
-    run = RunRecord(
-        group=cfg.sweep.study if in_sweep else SINGLE_RUNS,
-        name=f"trial {cfg.sweep.trial}" if in_sweep else run_dir.name,
-        params=flat_params(cfg),
-        history=metrics["history"],
-        status=metrics["status"],
-        summary={} if metrics["val_accuracy"] is None else {"val_accuracy": metrics["val_accuracy"]},
-    )
-    record(cfg, run)
+    group = cfg.sweep.study if in_sweep else SINGLE_RUNS
+    name = f"trial {cfg.sweep.trial}" if in_sweep else run_dir.name
+
+    def make_run() -> RunRecord:
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        summary = {} if metrics["val_accuracy"] is None else {"val_accuracy": metrics["val_accuracy"]}
+        return RunRecord(group, name, flat_params(cfg), metrics["history"], metrics["status"], summary)
+
+    record(cfg, group, name, make_run)
 
 
 def record_final(cfg: DictConfig, study_name: str, final_dir: Path) -> None:
     """The final retrain in ``final_dir`` (metrics, model, config), as the run ``final`` of its study."""
-    if cfg.get("logger") is None:
-        return
-    metrics = json.loads((final_dir / METRICS_FILE).read_text())
-    summary = {key: metrics[key] for key in ("test_accuracy", "val_accuracy") if metrics.get(key) is not None}
-    run = RunRecord(
-        group=study_name,
-        name="final",
-        params=flat_params(cfg),
-        history=metrics["history"],
-        status="complete",
-        summary=summary,
-        artifacts=[(final_dir / name).resolve() for name in (MODEL_FILE, CONFIG_FILE)],
-    )
-    record(cfg, run)
+
+    def make_run() -> RunRecord:
+        metrics = json.loads((final_dir / METRICS_FILE).read_text())
+        summary = {key: metrics[key] for key in ("test_accuracy", "val_accuracy") if metrics.get(key) is not None}
+        artifacts = [(final_dir / name).resolve() for name in (MODEL_FILE, CONFIG_FILE)]
+        return RunRecord(study_name, "final", flat_params(cfg), metrics["history"], "complete", summary, artifacts)
+
+    record(cfg, study_name, "final", make_run)
