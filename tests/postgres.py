@@ -5,12 +5,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.conftest import free_port
 
 # A role that must log in with its password (scram-sha-256), unlike the trusted superuser, and owns its database.
 PASSWORD_USER, PASSWORD = "svhn_pw", "pw-Zq7x-never-written"
@@ -39,12 +40,6 @@ def _install() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh cluster with an empty ``optuna`` database; stop and delete it after.
@@ -60,7 +55,7 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
         shutil.chown(datadir, "postgres", "postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
 
     def run(*command: str) -> None:
         subprocess.run([*as_owner, *command], check=True, capture_output=True, text=True)

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,26 +37,10 @@ from svhn_sweep.review.results import (
     trials_table,
 )
 from svhn_sweep.sweep.study import StudyRef
-from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, run_cli
+from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, Sweep
 
 SEARCHED = {"hidden_sizes", "batchnorm", "optimizer", "lr", "weight_decay", "scheduler"}  # conf/search/mlp.yaml
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class Sweep:
-    dir: Path
-    stdout: str
-
-
-@pytest.fixture(scope="session")
-def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures."""
-    cwd = tmp_path_factory.mktemp("review")
-    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
-    return Sweep(sweep_dir, result.stdout)
 
 
 REPORT = [sys.executable, "-m", "svhn_sweep.report"]

@@ -58,6 +58,7 @@ from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, MULTIRUN_FILE, RES
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
+from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.study import (
     StudyRef,
@@ -129,11 +130,12 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
-        # (the pruner) and what follows it (the final step) do not.
+        # (the pruner), what follows it (the final step) and how it is watched (logger, trainer.quiet) do not.
         experiment = [
             o.input_line
             for o in OverridesParser.create().parse_overrides(params_conf)
-            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")
+            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final", "logger")
+            and o.get_key_element() != "trainer.quiet"
         ]
         experiment.append(f"direction={self._get_directions()}")
         choices = self.config.hydra.runtime.choices
@@ -222,6 +224,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
         )
         link = self._job_overrides(ref)
+        progress = SweepProgress(self.n_trials, self.n_jobs)
 
         while batch := self._ask(study, ref):
             overrides = [
@@ -236,6 +239,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                     returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
             for trial, ret in zip(batch, returns, strict=True):
                 self._tell(study, trial, ret)
+                log.info(progress.line(study, trial.number))
             self._check_failure_budget(study)
 
         if self.wait_for_workers:

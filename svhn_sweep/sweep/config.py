@@ -237,6 +237,8 @@ class TrainerConfig:
     # CUDA graphs: auto = on with CUDA. A training step of these small nets is dozens of tiny kernels whose
     # launches cost more than their work; one captured step replays them at once (bench.py measures both).
     cuda_graphs: bool | str = "auto"
+    # true: no log line per epoch (they go to DEBUG); the sweep's line per finished trial stays.
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -292,6 +294,23 @@ class SweepConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    """``logger=tensorboard``: each trial and the final retrain as a run in ``log_dir/<study>/``."""
+
+    _target_: str = "svhn_sweep.sweep.loggers.TensorBoardLogger"
+    log_dir: str = "outputs/tensorboard"
+
+
+@dataclass
+class MLflowLoggerConfig:
+    """``logger=mlflow``: an experiment per study, a run per trial and one for the final retrain."""
+
+    _target_: str = "svhn_sweep.sweep.loggers.MLflowLogger"
+    # A local store (SQLite; artifacts in mlartifacts/ beside it) or a tracking server, e.g. http://mlflow-host:5000.
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+
+
+@dataclass
 class TrainConfig:
     """The primary config's schema: one option of each group, the trainer, the final step, the sweep's link."""
 
@@ -299,6 +318,7 @@ class TrainConfig:
     model: Any = MISSING
     optimizer: Any = MISSING
     scheduler: Any = MISSING  # scheduler=none sets it to null
+    logger: Any = MISSING  # logger=none (the default) sets it to null
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
@@ -331,6 +351,8 @@ GROUP_OPTIONS = {
     ("optimizer", "adamw"): AdamWConfig,
     ("scheduler", "step"): StepLRConfig,
     ("scheduler", "cosine"): CosineLRConfig,
+    ("logger", "tensorboard"): TensorBoardLoggerConfig,
+    ("logger", "mlflow"): MLflowLoggerConfig,
 }
 
 

@@ -21,6 +21,7 @@ from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
 from svhn_sweep.sweep.lease import FinalStepLease
+from svhn_sweep.sweep.loggers import record_final
 from svhn_sweep.sweep.study import StudyRef
 from svhn_sweep.sweep.training import fit_config, prepare
 
@@ -85,7 +86,9 @@ def retrain_best(
     final_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(final_dir / CONFIG_FILE) as handle:
         handle.write(OmegaConf.to_yaml(best_cfg).encode())
-    return retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    metrics = retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    record_final(best_cfg, study.study_name, final_dir)
+    return metrics
 
 
 def final_step(
