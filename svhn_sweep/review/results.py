@@ -24,6 +24,9 @@ TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per search
 RUN_COLUMNS = ["epochs", "duration_s", "fail_reason", "run_dir"]
 HISTORY_COLUMNS = ["trial", "state", "epoch", "loss", "train_acc", "val_acc", "lr", "seconds"]
 IMPORTANCE_COLUMNS = ["parameter", "importance"]
+# Row order of every trials table: complete trials first, then pruned ones (their value is the accuracy when they
+# were stopped, after fewer epochs: not comparable with a finished trial's), then failed and unfinished ones.
+STATE_ORDER = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
 
 
 def readable_param_names(names: list[str]) -> dict[str, str]:
@@ -51,8 +54,9 @@ def load_sweep(
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial, best val accuracy first: number, state, val accuracy, each searched parameter (readable
-    names), epochs run, duration, why it failed, run folder. All of the study's trials, across resumes and workers.
+    """One row per trial in :data:`STATE_ORDER`, best val accuracy first within a state: number, state, val
+    accuracy, each searched parameter (readable names), epochs run, duration, why it failed, run folder. All of
+    the study's trials, across resumes and workers.
     """
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration", "user_attrs"))
     if frame.empty:
@@ -69,7 +73,15 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     table["duration_s"] = frame["duration"].dt.total_seconds().round(2) if "duration" in frame else missing
     table["fail_reason"] = frame.get("user_attrs_fail_reason", missing)
     table["run_dir"] = run_dirs
-    return table.sort_values("val_accuracy", ascending=False, na_position="last").reset_index(drop=True)
+    return ranked(table)
+
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows in :data:`STATE_ORDER`, best val accuracy first within a state, then by trial number."""
+    rank = table["state"].map({state: i for i, state in enumerate(STATE_ORDER)}).fillna(len(STATE_ORDER))
+    order = table.assign(_rank=rank, _neg=-table["val_accuracy"].astype(float))
+    order = order.sort_values(["_rank", "_neg", "trial"], na_position="last", kind="stable")
+    return table.loc[order.index].reset_index(drop=True)
 
 
 def importance_table(study: optuna.Study) -> pd.DataFrame:

@@ -30,7 +30,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
     start = time.perf_counter()
     source, device = prepare(cfg)
     train, val = source.train_val(cfg.seed)
-    report = trial_reporter(cfg.sweep)
+    report = trial_reporter(cfg.sweep, cfg.trainer.epochs)
     history: list[EpochStats] = []
 
     def on_epoch(stats: EpochStats) -> None:
