@@ -52,9 +52,12 @@ class Sweep:
 
 @pytest.fixture(scope="session")
 def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures."""
+    """One finished 4-trial sweep on the small synthetic set, with its final retrain (one epoch longer than the
+    trials') and figures.
+    """
     cwd = tmp_path_factory.mktemp("review")
-    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
+    args = ["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2", "final.epochs=3"]
+    result = run_cli(args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
     return Sweep(sweep_dir, result.stdout)
@@ -122,6 +125,10 @@ def test_final_retrain_is_kept_apart_with_its_test_predictions_in_dataset_order(
     assert final_row["trial"] == study.best_trial.number and final_row["n_trials"] == 4
     assert final_row["train_size"] == TRAIN_SIZE and final_row["test_size"] == TEST_SIZE
     assert "history" not in final_row.index
+    # final.epochs is the final step's length only: the trials trained trainer.epochs (2)
+    assert final_row["epochs"] == 3 and set(load_sweep(sweep.dir)["epochs"]) == {2}
+    assert OmegaConf.load(sweep.dir / "final" / "config.yaml").trainer.epochs == 3
+    assert f"val accuracy {study.best_value:.4f} after 2 epochs) retrained for 3 epochs on train+val" in sweep.stdout
     predictions, truth = load_test_predictions(sweep.dir / "final")
     root = small_data[1].split("=", 1)[1]
     test = SyntheticSource(root, train_size=TRAIN_SIZE, test_size=TEST_SIZE).load("test")

@@ -44,9 +44,14 @@ def final_line(final: pd.Series | None, trials: pd.DataFrame, sweep_dir: Path) -
             f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
             "worker that finishes it."
         )
-    val = trials.set_index("trial")["val_accuracy"].get(final.get("trial"))
-    origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else "the best trial"
+    row = trials.set_index("trial").reindex([final.get("trial")]).iloc[0]
+    origin = (
+        f"trial {final['trial']}, val accuracy {row['val_accuracy']:.4f} after {row['epochs']:.0f} epochs"
+        if pd.notna(row["val_accuracy"]) and pd.notna(row["epochs"])
+        else "the best trial"
+    )
     return (
-        f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
+        f"Best config ({origin}) retrained for {final['epochs']} epochs on {final['trained_on']} "
+        f"({final['train_size']} images) and scored "
         f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
     )

@@ -265,6 +265,11 @@ class FinalConfig:
     enabled: bool = True
     train_on_val: bool = True
     top_k: int = 10
+    # Epochs of the retrain; null: the trials' trainer.epochs. A short search, then a full-length retrain.
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.epochs is None or self.epochs >= 1, "final.epochs", self.epochs, "must be null or >= 1")
 
 
 @dataclass

@@ -75,6 +75,8 @@ def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> No
     """Compose the best trial's config (in the running Hydra) and retrain it into ``<sweep>/final``."""
     best = study.best_trial
     overrides = best_trial_overrides(config, best.params)
+    if config.final.epochs is not None:  # the final step's own length; the trials keep trainer.epochs
+        overrides.append(f"trainer.epochs={config.final.epochs}")
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
     best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
     # An absolute data root, so that the saved config finds its test set from any folder (the error gallery).
