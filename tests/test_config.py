@@ -115,6 +115,8 @@ def _package(path: Path) -> str:
 
 
 def _leaves(node: object, prefix: str) -> dict[str, object]:
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):  # e.g. sweeper.enqueue
+        node = {str(i): item for i, item in enumerate(node)}
     if not isinstance(node, dict):
         return {prefix: node}
     return {

@@ -156,6 +156,9 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("model=resnet", ["model/resnet", "cnn", "mlp"]),
         ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
+        ("hydra.sweeper.enqueue=[{model.depth:2}]", ["hydra.sweeper.enqueue[0]", "['model.depth']", "does not have"]),
+        ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),
+        ("hydra.sweeper.enqueue=[{model.hidden_sizes:[7]}]", ["enqueue[0]", "model.hidden_sizes='[7]'", "outside"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(

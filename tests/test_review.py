@@ -77,8 +77,18 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     study = open_study(sweep.dir)
     table = load_sweep(sweep.dir)
     columns = list(table.columns)
-    assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-4]) == SEARCHED
-    assert columns[-4:] == ["epochs", "duration_s", "fail_reason", "run_dir"]
+    assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-5]) == SEARCHED
+    assert columns[-5:] == ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
+    # conf/search/mlp.yaml enqueues the notebook's model: it runs first, and only it is marked
+    assert table.set_index("trial")["enqueued"].sort_index().tolist() == [True, False, False, False]
+    assert study.trials[0].params == {
+        "model.hidden_sizes": "[100]",
+        "model.batchnorm": "none",
+        "optimizer": "sgd",
+        "optimizer.lr": 0.01,
+        "optimizer.weight_decay": 0.1,
+        "scheduler": "none",
+    }
     assert sorted(table["trial"]) == [0, 1, 2, 3]
     for _, rows in table.groupby("state", sort=False):  # complete trials first, each state best first
         assert rows["val_accuracy"].is_monotonic_decreasing
@@ -201,6 +211,8 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
 
     table = load_sweep(sweep.dir)
     assert printed_trials(result.stdout) == table["trial"].tolist()  # best val accuracy first
+    marked = [line.split()[0] for line in result.stdout.splitlines() if "yes" in line.split()]
+    assert marked == ["0"]  # the enqueued reference trial
     assert f"test accuracy {final_metrics(sweep.dir)['test_accuracy']:.4f}" in result.stdout
     summary = result.stdout.split("\nWrote ")[0]
     assert summary in sweep.stdout  # the end of the --multirun printed the same summary

@@ -17,11 +17,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from svhn_sweep.constants import FINAL_DIR, METRICS_FILE
+from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, FINAL_DIR, METRICS_FILE
 from svhn_sweep.sweep.study import StudyRef
 
-TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter, then:
-RUN_COLUMNS = ["epochs", "duration_s", "fail_reason", "run_dir"]
+TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter (and composed value):
+RUN_COLUMNS = ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
 HISTORY_COLUMNS = ["trial", "state", "epoch", "loss", "train_acc", "val_acc", "lr", "seconds"]
 IMPORTANCE_COLUMNS = ["parameter", "importance"]
 # Row order of every trials table: complete trials first, then pruned ones (their value is the accuracy when they
@@ -61,13 +61,22 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration", "user_attrs"))
     if frame.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS + RUN_COLUMNS)
-    params = [c.removeprefix("params_") for c in frame.columns if c.startswith("params_")]
-    names = readable_param_names(params)
-    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"], "val_accuracy": frame["value"]})
-    for param in params:
-        table[names[param]] = frame[f"params_{param}"]
     # A user attribute no trial has set yet is no column of trials_dataframe(): then it is missing (NaN) everywhere.
     missing = pd.Series(float("nan"), index=frame.index)
+    columns = {c.removeprefix("params_"): frame[c] for c in frame.columns if c.startswith("params_")}
+    # Values a search space hook composed from its parameters (model.hidden_sizes from layer widths), as overrides.
+    composed = frame.get(f"user_attrs_{COMPOSED_ATTR}", missing)
+    for key in dict.fromkeys(k for values in composed if isinstance(values, dict) for k in values):
+        columns[key] = pd.Series(
+            [_override_text(v[key]) if isinstance(v, dict) and key in v else None for v in composed], index=frame.index
+        )
+    names = readable_param_names(list(columns))
+    table = pd.DataFrame(
+        {"trial": frame["number"], "state": frame["state"], "val_accuracy": frame.get("value", missing)}
+    )
+    for key, values in columns.items():
+        table[names[key]] = values
+    table["enqueued"] = frame.get(f"user_attrs_{ENQUEUED_ATTR}", missing).eq(True)
     run_dirs = frame.get("user_attrs_run_dir", missing)
     table["epochs"] = [(run_metrics(run_dir) or {}).get("epochs") for run_dir in run_dirs]
     table["duration_s"] = frame["duration"].dt.total_seconds().round(2) if "duration" in frame else missing
@@ -82,6 +91,11 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
     order = table.assign(_rank=rank, _neg=-table["val_accuracy"].astype(float))
     order = order.sort_values(["_rank", "_neg", "trial"], na_position="last", kind="stable")
     return table.loc[order.index].reset_index(drop=True)
+
+
+def _override_text(value: Any) -> Any:
+    """A composed list as the search space writes its choices (``[512,64]``), so both spaces' columns compare."""
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else value
 
 
 def importance_table(study: optuna.Study) -> pd.DataFrame:

@@ -32,8 +32,10 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
 
 
 def printable(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials table for people: without the long run-folder paths, and blank where a trial has no value."""
-    table = trials.drop(columns=["run_dir"])
+    """The trials table for people: without the long run-folder paths, blank where a trial has no value, and
+    ``yes`` only on enqueued trials (the reference the search is measured against).
+    """
+    table = trials.drop(columns=["run_dir"]).assign(enqueued=trials["enqueued"].map({True: "yes", False: None}))
     return table.astype(object).where(table.notna(), "")
 
 

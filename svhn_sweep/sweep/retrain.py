@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, METRICS_FILE, MODEL_FILE, OVERRIDES_ATTR, PREDICTIONS_FILE
 from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
@@ -64,17 +64,23 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] |
     return metrics
 
 
-def best_trial_overrides(config: DictConfig, best_params: dict[str, Any]) -> list[str]:
-    """The command line's fixed overrides plus the best trial's parameters: exactly that trial's config."""
+def best_trial_overrides(config: DictConfig, best: optuna.trial.FrozenTrial) -> list[str]:
+    """The command line's fixed overrides plus the best trial's searched values: exactly that trial's config.
+
+    The values are the overrides the sweeper gave the trial (user attr ``overrides``: with a custom search space
+    hook they are composed, e.g. ``model.hidden_sizes=[512,64]`` from layer widths); trials of older studies have
+    only their parameters.
+    """
     parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    return fixed + [f"{name}={value}" for name, value in best_params.items()]
+    searched = best.user_attrs.get(OVERRIDES_ATTR) or [f"{name}={value}" for name, value in best.params.items()]
+    return fixed + list(searched)
 
 
 def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> None:
     """Compose the best trial's config (in the running Hydra) and retrain it into ``<sweep>/final``."""
     best = study.best_trial
-    overrides = best_trial_overrides(config, best.params)
+    overrides = best_trial_overrides(config, best)
     if config.final.epochs is not None:  # the final step's own length; the trials keep trainer.epochs
         overrides.append(f"trainer.epochs={config.final.epochs}")
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
