@@ -1,4 +1,6 @@
-"""What a search is made of and how its trials are read: pruning's last epoch, the row order of the tables."""
+"""What a search is made of and how its trials are read: pruning's last epoch, the row order of the tables, the
+conditional layer space.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from svhn_sweep.core.train import EpochStats
-from svhn_sweep.review.results import trials_table
+from svhn_sweep.review.results import open_study, trials_table
 from svhn_sweep.sweep.pruning import trial_reporter
+from svhn_sweep.sweep.space import MAX_LAYERS, MAX_WIDTH, MIN_WIDTH, mlp_layers
 
 LR = {"optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)}
 
@@ -55,3 +58,45 @@ def test_complete_trials_come_first_then_pruned_then_the_rest_best_first(tmp_pat
     table = trials_table(study)
     assert table["trial"].tolist() == [3, 0, 4, 1, 2]
     assert table["state"].tolist() == ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED", "FAIL"]
+
+
+def test_the_layer_space_samples_a_width_for_each_layer_and_no_other() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5), direction="maximize")
+    depths = set()
+    for _ in range(30):
+        trial = study.ask()
+        sizes = mlp_layers(OmegaConf.create(), trial)["model.hidden_sizes"]
+        depth = trial.params["layers"]
+        depths.add(depth)
+        assert sizes == [trial.params[f"width_{i}"] for i in range(1, depth + 1)]
+        assert all(MIN_WIDTH <= size <= MAX_WIDTH for size in sizes)
+        assert set(trial.params) - {"layers", "width_1", "width_2", "width_3"} == set()
+        assert not any(f"width_{i}" in trial.params for i in range(depth + 1, MAX_LAYERS + 1))
+        study.tell(trial, sum(sizes) / 6000)
+    assert depths == {1, 2, 3}
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_layer_space_trains_the_composed_layers_and_retrains_the_best(
+    small_data, tmp_path: Path, run_main
+) -> None:
+    args = ["--multirun", *small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=4", "search=mlp_layers"]
+    result = run_main(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    study = open_study(sweep_dir)
+    table = trials_table(study).set_index("trial")
+    for trial in study.trials:
+        config = OmegaConf.load(Path(trial.user_attrs["run_dir"]) / ".hydra" / "config.yaml")
+        widths = [trial.params[f"width_{i}"] for i in range(1, trial.params["layers"] + 1)]
+        assert list(config.model.hidden_sizes) == widths == trial.user_attrs["composed"]["model.hidden_sizes"]
+        assert table.loc[trial.number, "hidden_sizes"] == "[" + ",".join(map(str, widths)) + "]"
+    assert study.trials[0].user_attrs["enqueued"] and study.trials[0].params["width_1"] == 100  # the notebook's
+    best = OmegaConf.load(sweep_dir / "final" / "config.yaml")
+    assert list(best.model.hidden_sizes) == study.best_trial.user_attrs["composed"]["model.hidden_sizes"]
+    assert "hidden_sizes" in result.stdout and "layers" in result.stdout
+
+    result = run_main([*args[:-1], "search=mlp"])  # another space: another study, in the same storage
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = optuna.get_all_study_names(f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}")
+    assert len(names) == 2
