@@ -2,7 +2,7 @@
 sampler seed; best val accuracy of the trials and test accuracy of the retrained best, medians over the seeds.
 
     python benchmarks/search_spaces.py                                  # search=mlp vs search=mlp_layers, 3 seeds
-    python benchmarks/search_spaces.py --train-size 20000 --test-size 5000 --seeds 0 1 2
+    python benchmarks/search_spaces.py --train-size 5000 --test-size 2000 sweep.pruner=none
 
 Only the sampler's seed (``hydra.sweeper.sampler.seed``) changes between seeds: the split, the initialisation
 and the batch order stay those of ``seed``. The data set is the procedural stand-in, not SVHN.
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)
     parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.epochs=6")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may come before or after the options
 
     runs = []
     for seed in args.seeds:

@@ -159,6 +159,12 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("hydra.sweeper.enqueue=[{model.depth:2}]", ["hydra.sweeper.enqueue[0]", "['model.depth']", "does not have"]),
         ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),
         ("hydra.sweeper.enqueue=[{model.hidden_sizes:[7]}]", ["enqueue[0]", "model.hidden_sizes='[7]'", "outside"]),
+        (
+            "sweep.objectives=[val_accuracy,n_params]",
+            ["hydra.sweeper.direction=[maximize,minimize]", "not ['maximize']"],
+        ),
+        ("final.select=smallest_within:0.01", ["final.select=smallest_within:0.01", "sweep.objectives"]),
+        ("final.select=smallest", ["final.select='smallest'", "smallest_within:D"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(

@@ -1,9 +1,10 @@
 """What a search is made of and how its trials are read: pruning's last epoch, the row order of the tables, the
-conditional layer space.
+conditional layer space, two objectives and the final step's choice.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -13,8 +14,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from svhn_sweep.core.train import EpochStats
-from svhn_sweep.review.results import open_study, trials_table
+from svhn_sweep.review.results import open_study, pareto_table, trials_table
+from svhn_sweep.sweep.config import build
 from svhn_sweep.sweep.pruning import trial_reporter
+from svhn_sweep.sweep.retrain import selected_trial
 from svhn_sweep.sweep.space import MAX_LAYERS, MAX_WIDTH, MIN_WIDTH, mlp_layers
 
 LR = {"optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)}
@@ -100,3 +103,57 @@ def test_a_sweep_of_the_layer_space_trains_the_composed_layers_and_retrains_the_
     assert result.returncode == 0, result.stderr[-3000:]
     names = optuna.get_all_study_names(f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}")
     assert len(names) == 2
+
+
+def two_objective_study(tmp_path: Path, points: list[tuple[float, int]]) -> optuna.Study:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'two.db'}", directions=["maximize", "minimize"])
+    for accuracy, n_params in points:
+        study.add_trial(create_trial(values=[accuracy, n_params], params={"optimizer.lr": 0.01}, distributions=LR))
+    return study
+
+
+def test_final_select_picks_the_best_or_the_smallest_within_the_margin(tmp_path: Path) -> None:
+    study = two_objective_study(tmp_path, [(0.80, 900_000), (0.795, 300_000), (0.78, 100_000), (0.81, 2_000_000)])
+    assert selected_trial(study, "best").number == 3
+    assert selected_trial(study, "smallest_within:0.01").number == 0  # 0.80 >= 0.81 - 0.01; 0.795 is not
+    assert selected_trial(study, "smallest_within:0.02").number == 1
+    assert selected_trial(study, "smallest_within:0.5").number == 2
+    front = pareto_table(trials_table(study), study)
+    assert front["trial"].tolist() == [2, 1, 0, 3] and front["n_params"].is_monotonic_increasing
+
+
+@pytest.mark.slow
+def test_a_two_objective_sweep_stores_size_prints_the_front_and_retrains_the_chosen_trial(
+    small_data, tmp_path: Path, run_main
+) -> None:
+    margin = 0.05
+    result = run_main(
+        [
+            "--multirun",
+            *small_data,
+            "trainer.epochs=1",
+            "hydra.sweeper.n_trials=5",
+            "search=mlp_layers",
+            "sweep.objectives=[val_accuracy,n_params]",
+            "hydra.sweeper.direction=[maximize,minimize]",
+            f"final.select=smallest_within:{margin}",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    study = open_study(sweep_dir)
+    for trial in study.trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        model = build(OmegaConf.load(run_dir / ".hydra" / "config.yaml").model)
+        n_params = sum(p.numel() for p in model.parameters())
+        assert trial.values == [json.loads((run_dir / "metrics.json").read_text())["val_accuracy"], n_params]
+
+    front_text = result.stdout.split("Pareto front (")[1].split("\n\n")[0]
+    printed = [int(line.split()[0]) for line in front_text.splitlines()[2:]]
+    assert sorted(printed) == sorted(t.number for t in study.best_trials)
+    top = max(t.values[0] for t in study.trials)
+    chosen = min((t for t in study.trials if t.values[0] >= top - margin), key=lambda t: (t.values[1], -t.values[0]))
+    final = json.loads((sweep_dir / "final" / "metrics.json").read_text())
+    assert final["trial"] == chosen.number and final["select"] == f"smallest_within:{margin}"
+    assert f"Config chosen by smallest_within:{margin} (trial {chosen.number}," in result.stdout
+    assert (sweep_dir / "plots" / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"

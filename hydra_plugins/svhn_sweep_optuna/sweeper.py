@@ -373,6 +373,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         elif isinstance(value, StoppedEarly):
             trial.set_user_attr(FAIL_REASON, f"{DIVERGED}: {value.reason}")
             study.tell(trial, state=TrialState.FAIL)
+        elif isinstance(value, tuple):  # sweep.objectives with the parameter count
+            study.tell(trial, [float(v) for v in value])
         else:
             study.tell(trial, float(value))
 
@@ -404,6 +406,11 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             raise SweepFailedError(
                 f"No trial of study {study.study_name} completed, so there is no best config to retrain: {reasons}"
             )
+        if len(study.directions) > 1:  # as the official sweeper writes a multi-objective result: the front
+            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            log.info("Pareto front: %d trials (%s)", len(front), [t.number for t in study.best_trials])
+            OmegaConf.save(OmegaConf.create({"name": "optuna", "solutions": front}), sweep_dir / RESULTS_FILE)
+            return
         best = study.best_trial
         log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
         OmegaConf.save(

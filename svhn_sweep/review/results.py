@@ -10,6 +10,7 @@ it has (a trial without ``metrics.json`` keeps empty cells), so the tables work 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     accuracy, each searched parameter (readable names), epochs run, duration, why it failed, run folder. All of
     the study's trials, across resumes and workers.
     """
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration", "user_attrs"))
+    frame = study.trials_dataframe(attrs=("number", "state", "params", "duration", "user_attrs"))
     if frame.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS + RUN_COLUMNS)
     # A user attribute no trial has set yet is no column of trials_dataframe(): then it is missing (NaN) everywhere.
@@ -71,9 +72,13 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
             [_override_text(v[key]) if isinstance(v, dict) and key in v else None for v in composed], index=frame.index
         )
     names = readable_param_names(list(columns))
-    table = pd.DataFrame(
-        {"trial": frame["number"], "state": frame["state"], "val_accuracy": frame.get("value", missing)}
-    )
+    # The objectives from the trials themselves: val accuracy first, the parameter count in a two-objective study.
+    by_number = {t.number: t.values or [] for t in study.get_trials(deepcopy=False)}
+    values = [by_number.get(number, []) for number in frame["number"]]
+    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"]})
+    table["val_accuracy"] = [v[0] if v else None for v in values]
+    if len(study.directions) > 1:
+        table["n_params"] = pd.array([int(v[1]) if len(v) > 1 else None for v in values], dtype="Int64")
     for key, values in columns.items():
         table[names[key]] = values
     table["enqueued"] = frame.get(f"user_attrs_{ENQUEUED_ATTR}", missing).eq(True)
@@ -98,6 +103,16 @@ def _override_text(value: Any) -> Any:
     return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else value
 
 
+def pareto_table(trials: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
+    """The trials of a two-objective study that no other trial beats on both val accuracy and parameter count,
+    smallest first: what each extra parameter buys. Empty for a single-objective study.
+    """
+    if len(study.directions) < 2:
+        return trials.iloc[0:0]
+    front = {t.number for t in study.best_trials}
+    return trials[trials["trial"].isin(front)].sort_values(["n_params", "trial"], ignore_index=True)
+
+
 def importance_table(study: optuna.Study) -> pd.DataFrame:
     """Which searched parameters mattered for val accuracy, most important first (Optuna's default evaluator,
     PED-ANOVA, over the complete trials). It needs two complete trials: with fewer the table is empty and
@@ -108,7 +123,11 @@ def importance_table(study: optuna.Study) -> pd.DataFrame:
         table = pd.DataFrame(columns=IMPORTANCE_COLUMNS)
         table.attrs["note"] = f"Parameter importance needs at least 2 complete trials; the study has {complete}."
         return table
-    importances = optuna.importance.get_param_importances(study)
+    # Two objectives: the importances for val accuracy (PED-ANOVA looks for low target values: negated).
+    target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
+    with warnings.catch_warnings():  # PED-ANOVA's reminder that it minimises a target: negated above
+        warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+        importances = optuna.importance.get_param_importances(study, target=target)
     names = readable_param_names(list(importances))
     table = pd.DataFrame({"parameter": [names[p] for p in importances], "importance": list(importances.values())})
     # Optuna orders ties by a set's iteration order, which changes from process to process: break them by name.

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from svhn_sweep.review.results import final_metrics, importance_table
+from svhn_sweep.review.results import final_metrics, importance_table, pareto_table
 
 
 def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int = 10) -> str:
@@ -21,6 +21,13 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
     ]
     if len(trials):
         lines.append(printable(trials).head(top).to_string(index=False, float_format="{:.4g}".format))
+    front = pareto_table(trials, study)
+    if len(front):
+        lines += [
+            "",
+            "Pareto front (no other trial has both a higher val accuracy and fewer parameters), smallest first:",
+            printable(front).to_string(index=False, float_format="{:.4g}".format),
+        ]
     importance = importance_table(study)
     lines += [
         "",
@@ -52,8 +59,9 @@ def final_line(final: pd.Series | None, trials: pd.DataFrame, sweep_dir: Path) -
         if pd.notna(row["val_accuracy"]) and pd.notna(row["epochs"])
         else "the best trial"
     )
+    chosen = "Best config" if final.get("select", "best") == "best" else f"Config chosen by {final['select']}"
     return (
-        f"Best config ({origin}) retrained for {final['epochs']} epochs on {final['trained_on']} "
+        f"{chosen} ({origin}) retrained for {final['epochs']} epochs on {final['trained_on']} "
         f"({final['train_size']} images) and scored "
         f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
     )

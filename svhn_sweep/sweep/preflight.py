@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.core.errors import UserError
+from svhn_sweep.core.errors import ConfigError, UserError
 from svhn_sweep.sweep.config import data_source, validate
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,30 @@ def check_output_dir(path: str | Path) -> None:
         ) from None
 
 
+def check_objectives(config: DictConfig) -> None:
+    """The sweeper's directions, ``sweep.objectives`` and ``final.select`` must agree."""
+    objectives = list(config.sweep.objectives)
+    direction = config.hydra.sweeper.direction
+    names = [str(d) for d in direction] if OmegaConf.is_list(direction) else [str(direction)]
+    directions = [name.split(".")[-1] for name in names]  # Direction.maximize -> maximize
+    expected = ["maximize", "minimize"][: len(objectives)]
+    if directions != expected:
+        raise ConfigError(
+            f"sweep.objectives={objectives} needs hydra.sweeper.direction=[{','.join(expected)}], "
+            f"not {directions}: set both (e.g. sweep.objectives=[val_accuracy,n_params] "
+            "'hydra.sweeper.direction=[maximize,minimize]')."
+        )
+    if config.final.select != "best" and len(objectives) < 2:
+        raise ConfigError(
+            f"final.select={config.final.select} picks by parameter count, which this sweep does not record: "
+            "add sweep.objectives=[val_accuracy,n_params] 'hydra.sweeper.direction=[maximize,minimize]'."
+        )
+
+
 def preflight(config: DictConfig, folders: list[Path]) -> None:
     """Validate the config, create the output folders, and fetch or generate the data once for all trials."""
     validate(config)
+    check_objectives(config)
     for folder in folders:
         check_output_dir(folder)
     log.info("Checking the data before the first trial")

@@ -20,6 +20,7 @@ from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
+from svhn_sweep.sweep.config import selection_margin
 from svhn_sweep.sweep.study import StudyRef, study_lock
 from svhn_sweep.sweep.training import fit_config, prepare
 
@@ -77,9 +78,25 @@ def best_trial_overrides(config: DictConfig, best: optuna.trial.FrozenTrial) -> 
     return fixed + list(searched)
 
 
+def selected_trial(study: optuna.Study, select: str) -> optuna.trial.FrozenTrial:
+    """The complete trial ``final.select`` names: ``best``, the highest val accuracy (the first of equals); or
+    ``smallest_within:D``, the fewest parameters (second objective) among the trials within D of the best val
+    accuracy, the better val accuracy between equals.
+    """
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    top = max(t.values[0] for t in complete)
+    margin = selection_margin(select)
+    within = [t for t in complete if t.values[0] >= top - margin - 1e-12]
+    if select == "best":
+        return min(within, key=lambda t: t.number)
+    return min(within, key=lambda t: (t.values[1], -t.values[0], t.number))
+
+
 def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> None:
-    """Compose the best trial's config (in the running Hydra) and retrain it into ``<sweep>/final``."""
-    best = study.best_trial
+    """Compose the config of the trial ``final.select`` names (in the running Hydra), retrain it into
+    ``<sweep>/final``.
+    """
+    best = selected_trial(study, config.final.select)
     overrides = best_trial_overrides(config, best)
     if config.final.epochs is not None:  # the final step's own length; the trials keep trainer.epochs
         overrides.append(f"trainer.epochs={config.final.epochs}")
@@ -88,7 +105,8 @@ def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> No
     # An absolute data root, so that the saved config finds its test set from any folder (the error gallery).
     best_cfg.data.root = to_absolute_path(best_cfg.data.root)
     final_dir = sweep_dir / FINAL_DIR
-    retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    origin = {"trial": best.number, "n_trials": len(study.trials), "select": config.final.select}
+    retrain_and_test(best_cfg, final_dir, origin=origin)
     OmegaConf.save(best_cfg, final_dir / CONFIG_FILE)
 
 
