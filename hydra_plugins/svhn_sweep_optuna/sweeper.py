@@ -8,6 +8,8 @@ this subclass replaces only its loop:
 - every job is told its trial through ``sweep.study`` / ``sweep.storage`` / ``sweep.trial``; the job reports
   val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
+- ``enqueue`` lists trials evaluated first (checked against the space before any trial), and a
+  ``custom_search_space`` hook may return config values composed from its own parameters (conditional spaces);
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL.
 
@@ -21,7 +23,8 @@ and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` ret
 Private APIs used, each because no public one does the job:
 - ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
   parsing, sampler set-up and ``optimization_results.yaml``) with its ``_process_searchspace_config``,
-  ``_parse_sweeper_params_config``, ``_configure_trials`` and ``_get_directions``, and ``create_params_from_overrides``
+  ``_parse_sweeper_params_config``, ``_get_directions`` and ``custom_search_space_extender`` (``_configure_trials``
+  is replaced, to take hooks that compose values), and ``create_params_from_overrides``
   (called per entry, so that an entry Optuna cannot sample is named);
 - ``hydra.core.override_parser.overrides_parser.OverridesParser``: to tell the fixed overrides from sweep ones,
   as the official sweeper does;
