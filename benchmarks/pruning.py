@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=20000)
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--data-root", default=str(DATA_ROOT))
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.num_threads=1")
+    args = parser.parse_intermixed_args()  # overrides may come before or after the options
     if args.unpruned:
         table = pd.DataFrame({"pruner": "none", "seed": seed, "folder": f} for seed, f in enumerate(args.unpruned))
         return print_replay(table, args.replay, args.epochs)
@@ -132,13 +133,15 @@ def main() -> None:
                 f"hydra.sweeper.sampler.seed={seed}",
                 "final.enabled=false",
                 *pruner_overrides(spec),
+                *args.overrides,
             ]
             runs.append({"pruner": spec, "seed": seed, **run_sweep(f"pruning-{seed}", overrides)})
             print(pd.DataFrame(runs[-1:]).to_markdown(index=False), flush=True)
     table = compared(pd.DataFrame(runs), args.pruners[0])
     print(
         f"\nSynthetic data set (not SVHN), {args.train_size} train images, {args.trials} trials x {args.epochs} "
-        f"epochs, sampler seeds {args.seeds}; baseline {args.pruners[0]}; {load_note()} at the end"
+        f"epochs, sampler seeds {args.seeds}, overrides {args.overrides or 'none'}; baseline {args.pruners[0]}; "
+        f"{load_note()} at the end"
     )
     columns = ["epochs_%", "vs_base_pts", "best_val_acc", "epochs", "wall_s"]
     print(table.drop(columns=["folder", "test_acc"]).to_markdown(index=False))
