@@ -1,7 +1,7 @@
 """Search spaces at the same budget: the default sweep (trials x epochs, pruner, final retrain) per space and
 sampler seed; best val accuracy of the trials and test accuracy of the retrained best, medians over the seeds.
 
-    python benchmarks/search_spaces.py                                  # search=mlp vs search=mlp_pyramids, 3 seeds
+    python benchmarks/search_spaces.py                                  # search=mlp vs search=mlp_layers, 3 seeds
     python benchmarks/search_spaces.py --train-size 5000 --test-size 2000 sweep.pruner=none
 
 Only the sampler's seed (``hydra.sweeper.sampler.seed``) changes between seeds: the split, the initialisation
@@ -25,7 +25,7 @@ from svhn_sweep.constants import SVHN_TEST_SIZE, SVHN_TRAIN_SIZE  # noqa: E402
 def main() -> None:
     """One default sweep per space and seed; the table of runs, then the medians."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spaces", nargs="+", default=["mlp", "mlp_pyramids"])
+    parser.add_argument("--spaces", nargs="+", default=["mlp", "mlp_layers"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-size", type=int, default=SVHN_TRAIN_SIZE)
     parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)

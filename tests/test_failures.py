@@ -160,6 +160,11 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),
         ("hydra.sweeper.enqueue=[{model.hidden_sizes:[7]}]", ["enqueue[0]", "model.hidden_sizes='[7]'", "outside"]),
         (
+            "search=mlp_layers hydra.sweeper.enqueue=[{layers:2,width_2:4096}]",
+            ["enqueue[0]", "width_2=4096", "outside"],
+        ),
+        ("search=mlp_layers hydra.sweeper.enqueue=[{layers:1,width_2:64}]", ["['width_2']", "does not have"]),
+        (
             "sweep.objectives=[val_accuracy,n_params]",
             ["hydra.sweeper.direction=[maximize,minimize]", "not ['maximize']"],
         ),
@@ -170,7 +175,7 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
 def test_bad_config_or_search_space_is_rejected_before_any_trial(
     small_data, tmp_path, override, needles, run_main
 ) -> None:
-    assert_one_clear_message(run_main(["--multirun", *small_data, override]), *needles)
+    assert_one_clear_message(run_main(["--multirun", *small_data, *override.split()]), *needles)
     assert no_trial_ran(tmp_path)
 
 

@@ -57,6 +57,7 @@ def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sw
     """
     cwd = tmp_path_factory.mktemp("review")
     args = ["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2", "final.epochs=3"]
+    args.append("sweep.pruner=none")  # every trial trains its 2 epochs
     result = run_cli(args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
@@ -79,7 +80,7 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     columns = list(table.columns)
     assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-5]) == SEARCHED
     assert columns[-5:] == ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
-    # conf/search/mlp.yaml enqueues the notebook's model: it runs first, and only it is marked
+    # the search enqueues the notebook's model: it runs first, and only it is marked
     assert table.set_index("trial")["enqueued"].sort_index().tolist() == [True, False, False, False]
     assert study.trials[0].params == {
         "model.hidden_sizes": "[100]",
