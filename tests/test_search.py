@@ -157,3 +157,16 @@ def test_a_two_objective_sweep_stores_size_prints_the_front_and_retrains_the_cho
     assert final["trial"] == chosen.number and final["select"] == f"smallest_within:{margin}"
     assert f"Config chosen by smallest_within:{margin} (trial {chosen.number}," in result.stdout
     assert (sweep_dir / "plots" / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_pruning_benchmark_replays_a_pruner_as_a_sweep_asks_it() -> None:
+    """benchmarks/pruning.py --replay: each recorded curve stops where the pruner says, never after its last epoch."""
+    from benchmarks.pruning import build_pruner, replay
+
+    curves = [[0.5, 0.6, 0.7], [0.1, 0.2, 0.3], [0.2, 0.3, 0.9], [0.45, 0.5, 0.35]]
+    result = replay(curves, optuna.pruners.ThresholdPruner(lower=0.4))
+    # trials 1 and 2 stop at epoch 1 (below 0.4); trial 3 falls below only at its last epoch, which is not judged
+    assert result == {"trials": 4, "complete": 2, "pruned": 2, "epochs": 3 + 1 + 1 + 3, "best_val_acc": 0.7}
+    median = build_pruner("median:n_startup_trials=5", epochs=3)
+    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_startup_trials == 5
+    assert replay(curves, median)["epochs"] == 12  # fewer finished trials than start-up trials: nothing pruned
