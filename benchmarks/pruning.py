@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's package, installed or not
 
-from benchmarks.sweeps import DATA_ROOT, REPO, load_note, medians, run_sweep  # noqa: E402
+from benchmarks.sweeps import REPO, add_sweep_arguments, load_note, medians, run_sweep, seed_overrides  # noqa: E402
 from svhn_sweep.sweep.config import build  # noqa: E402
 from svhn_sweep.sweep.study import StudyRef  # noqa: E402
 
@@ -105,15 +105,11 @@ def main() -> None:
     """Run one sweep per pruner and seed (and replay the candidates), then print the tables, each against none."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruners", nargs="+", default=["none", "median"], help="the first is the baseline")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="sampler seeds, one sweep per pruner each")
     parser.add_argument("--replay", nargs="*", default=[], metavar="PRUNER", help="replayed on the unpruned curves")
     parser.add_argument("--unpruned", nargs="*", default=[], metavar="SWEEP_DIR", help="replay on these, run none")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-size", type=int, default=20000)
-    parser.add_argument("--test-size", type=int, default=2000)
-    parser.add_argument("--data-root", default=str(DATA_ROOT))
-    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.num_threads=1")
+    add_sweep_arguments(parser, train_size=20000, test_size=2000)
     args = parser.parse_intermixed_args()  # overrides may come before or after the options
     if args.unpruned:
         table = pd.DataFrame({"pruner": "none", "seed": seed, "folder": f} for seed, f in enumerate(args.unpruned))
@@ -125,15 +121,11 @@ def main() -> None:
     for seed in args.seeds:
         for spec in args.pruners:
             overrides = [
-                f"data.root={args.data_root}",
-                f"data.train_size={args.train_size}",
-                f"data.test_size={args.test_size}",
                 f"trainer.epochs={args.epochs}",
                 f"hydra.sweeper.n_trials={args.trials}",
-                f"hydra.sweeper.sampler.seed={seed}",
                 "final.enabled=false",
                 *pruner_overrides(spec),
-                *args.overrides,
+                *seed_overrides(args, seed),
             ]
             runs.append({"pruner": spec, "seed": seed, **run_sweep(f"pruning-{seed}", overrides)})
             print(pd.DataFrame(runs[-1:]).to_markdown(index=False), flush=True)

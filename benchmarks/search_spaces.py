@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's package, installed or not
 
-from benchmarks.sweeps import DATA_ROOT, load_note, medians, run_sweep  # noqa: E402
+from benchmarks.sweeps import add_sweep_arguments, load_note, medians, run_sweep, seed_overrides  # noqa: E402
 from svhn_sweep.constants import SVHN_TEST_SIZE, SVHN_TRAIN_SIZE  # noqa: E402
 
 
@@ -26,24 +26,14 @@ def main() -> None:
     """One default sweep per space and seed; the table of runs, then the medians."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spaces", nargs="+", default=["mlp", "mlp_layers"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--train-size", type=int, default=SVHN_TRAIN_SIZE)
-    parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)
-    parser.add_argument("--data-root", default=str(DATA_ROOT))
-    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.epochs=6")
+    add_sweep_arguments(parser, train_size=SVHN_TRAIN_SIZE, test_size=SVHN_TEST_SIZE)
+    parser.set_defaults(seeds=[0, 1, 2])
     args = parser.parse_intermixed_args()  # overrides may come before or after the options
 
     runs = []
     for seed in args.seeds:
         for space in args.spaces:
-            overrides = [
-                f"data.root={args.data_root}",
-                f"data.train_size={args.train_size}",
-                f"data.test_size={args.test_size}",
-                f"search={space}",
-                f"hydra.sweeper.sampler.seed={seed}",
-                *args.overrides,
-            ]
+            overrides = [f"search={space}", *seed_overrides(args, seed)]
             runs.append({"space": space, "seed": seed, **run_sweep(f"{space}-{seed}", overrides)})
             print(pd.DataFrame(runs[-1:]).to_markdown(index=False), flush=True)
     table = pd.DataFrame(runs)

@@ -5,6 +5,7 @@ this checkout first on the path; its figures come from its Optuna study and its 
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -22,6 +23,26 @@ from svhn_sweep.sweep.study import StudyRef
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ROOT = REPO / "data" / "synthetic"
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, train_size: int, test_size: int) -> None:
+    """The options both sweep benchmarks take: sampler seeds, the synthetic set's sizes and root, more overrides."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42], help="sampler seeds: one sweep each")
+    parser.add_argument("--train-size", type=int, default=train_size)
+    parser.add_argument("--test-size", type=int, default=test_size)
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
+    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.num_threads=1")
+
+
+def seed_overrides(args: argparse.Namespace, seed: int) -> list[str]:
+    """The data set of :func:`add_sweep_arguments`, the sampler seed and the extra overrides, as overrides."""
+    return [
+        f"data.root={args.data_root}",
+        f"data.train_size={args.train_size}",
+        f"data.test_size={args.test_size}",
+        f"hydra.sweeper.sampler.seed={seed}",
+        *args.overrides,
+    ]
 
 
 def run_sweep(label: str, overrides: list[str]) -> dict[str, object]:
