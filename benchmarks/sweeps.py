@@ -31,7 +31,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, train_size: int, test_s
     parser.add_argument("--train-size", type=int, default=train_size)
     parser.add_argument("--test-size", type=int, default=test_size)
     parser.add_argument("--data-root", default=str(DATA_ROOT))
-    parser.add_argument("overrides", nargs="*", help="more overrides for every sweep, e.g. trainer.num_threads=1")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="more overrides for every sweep, before the options: trainer.num_threads=1 --seeds 0",
+    )
 
 
 def seed_overrides(args: argparse.Namespace, seed: int) -> list[str]:

@@ -284,8 +284,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                     else "value(s) outside the search space: " + "; ".join(outside)
                 )
                 raise ReportedError(
-                    f"hydra.sweeper.enqueue[{index}] {raw} names {problem}. Fix the entry, or the search space; "
-                    "nothing has run."
+                    f"hydra.sweeper.enqueue[{index}] {raw} names {problem}. Fix the entry or the search space, or "
+                    "enqueue nothing (hydra.sweeper.enqueue=[]); nothing has run."
                 )
             entries.append(entry)
         return entries
