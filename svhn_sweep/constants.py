@@ -30,3 +30,8 @@ ERROR_FILE = "error.txt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 PREDICTIONS_FILE = "test_predictions.npz"
+
+# User attributes the sweeper sets on a study's trials, read by the final step and the tables.
+ENQUEUED_ATTR = "enqueued"  # True on a trial of hydra.sweeper.enqueue (e.g. the notebook's model, as reference)
+COMPOSED_ATTR = "composed"  # config values a custom_search_space hook composed, e.g. model.hidden_sizes from widths
+OVERRIDES_ATTR = "overrides"  # the trial's searched values as overrides: what the final step retrains

@@ -51,11 +51,14 @@ class Sweep:
 
 @pytest.fixture(scope="session")
 def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures: shared by every
-    module that reviews or uses a finished sweep (report, predict, notebook, dashboard).
+    """One finished 4-trial sweep on the small synthetic set, with its final retrain (one epoch longer than the
+    trials') and figures: shared by every module that reviews or uses a finished sweep (report, predict, notebook,
+    dashboard).
     """
     cwd = tmp_path_factory.mktemp("review")
-    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
+    args = ["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2", "final.epochs=3"]
+    args.append("sweep.pruner=none")  # every trial trains its 2 epochs
+    result = run_cli(args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
     return Sweep(sweep_dir, result.stdout)

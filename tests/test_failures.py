@@ -38,7 +38,10 @@ def no_trial_ran(cwd: Path) -> bool:
 @pytest.mark.slow
 def test_diverging_trials_fail_with_their_reason_and_the_sweep_goes_on(small_data, tmp_path: Path, run_main) -> None:
     result = run_main(
-        ["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)", "hydra.sweeper.n_trials=5"]
+        [
+            *["--multirun", *small_data, *QUICK, *DIVERGING, "optimizer.lr=choice(50.0,0.05)"],
+            *["hydra.sweeper.n_trials=5", "hydra.sweeper.enqueue=[]"],  # the reference's lr 0.01 is not a choice
+        ]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     trials = study_of(tmp_path).trials
@@ -157,12 +160,26 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
         ("seed=-1", ["seed=-1", "between 0 and 2**32 - 1"]),
+        ("hydra.sweeper.enqueue=[{model.depth:2}]", ["hydra.sweeper.enqueue[0]", "['model.depth']", "does not have"]),
+        ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),
+        ("hydra.sweeper.enqueue=[{model.hidden_sizes:[7]}]", ["enqueue[0]", "model.hidden_sizes='[7]'", "outside"]),
+        (
+            "search=mlp_layers hydra.sweeper.enqueue=[{layers:2,width_2:4096}]",
+            ["enqueue[0]", "width_2=4096", "outside"],
+        ),
+        ("search=mlp_layers hydra.sweeper.enqueue=[{layers:1,width_2:64}]", ["['width_2']", "does not have"]),
+        (
+            "sweep.objectives=[val_accuracy,n_params]",
+            ["hydra.sweeper.direction=[maximize,minimize]", "not ['maximize']"],
+        ),
+        ("final.select=smallest_within:0.01", ["final.select=smallest_within:0.01", "sweep.objectives"]),
+        ("final.select=smallest", ["final.select='smallest'", "smallest_within:D"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(
     small_data, tmp_path, override, needles, run_main
 ) -> None:
-    assert_one_clear_message(run_main(["--multirun", *small_data, override]), *needles)
+    assert_one_clear_message(run_main(["--multirun", *small_data, *override.split()]), *needles)
     assert no_trial_ran(tmp_path)
 
 

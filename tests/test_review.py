@@ -57,9 +57,21 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     study = open_study(sweep.dir)
     table = load_sweep(sweep.dir)
     columns = list(table.columns)
-    assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-4]) == SEARCHED
-    assert columns[-4:] == ["epochs", "duration_s", "fail_reason", "run_dir"]
-    assert sorted(table["trial"]) == [0, 1, 2, 3] and table["val_accuracy"].is_monotonic_decreasing
+    assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-5]) == SEARCHED
+    assert columns[-5:] == ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
+    # the search enqueues the notebook's model: it runs first, and only it is marked
+    assert table.set_index("trial")["enqueued"].sort_index().tolist() == [True, False, False, False]
+    assert study.trials[0].params == {
+        "model.hidden_sizes": "[100]",
+        "model.batchnorm": "none",
+        "optimizer": "sgd",
+        "optimizer.lr": 0.01,
+        "optimizer.weight_decay": 0.1,
+        "scheduler": "none",
+    }
+    assert sorted(table["trial"]) == [0, 1, 2, 3]
+    for _, rows in table.groupby("state", sort=False):  # complete trials first, each state best first
+        assert rows["val_accuracy"].is_monotonic_decreasing
     for row in table.itertuples():
         trial = study.trials[row.trial]
         metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
@@ -103,6 +115,10 @@ def test_final_retrain_is_kept_apart_with_its_test_predictions_in_dataset_order(
     assert final_row["trial"] == study.best_trial.number and final_row["n_trials"] == 4
     assert final_row["train_size"] == TRAIN_SIZE and final_row["test_size"] == TEST_SIZE
     assert "history" not in final_row.index
+    # final.epochs is the final step's length only: the trials trained trainer.epochs (2)
+    assert final_row["epochs"] == 3 and set(load_sweep(sweep.dir)["epochs"]) == {2}
+    assert OmegaConf.load(sweep.dir / "final" / "config.yaml").trainer.epochs == 3
+    assert f"val accuracy {study.best_value:.4f} after 2 epochs) retrained for 3 epochs on train+val" in sweep.stdout
     predictions, truth = load_test_predictions(sweep.dir / "final")
     root = small_data[1].split("=", 1)[1]
     test = SyntheticSource(root, train_size=TRAIN_SIZE, test_size=TEST_SIZE).load("test")
@@ -175,6 +191,8 @@ def test_report_prints_the_sorted_table_and_test_accuracy_and_exports(sweep: Swe
 
     table = load_sweep(sweep.dir)
     assert printed_trials(result.stdout) == table["trial"].tolist()  # best val accuracy first
+    marked = [line.split()[0] for line in result.stdout.splitlines() if "yes" in line.split()]
+    assert marked == ["0"]  # the enqueued reference trial
     assert f"test accuracy {final_metrics(sweep.dir)['test_accuracy']:.4f}" in result.stdout
     summary = result.stdout.split("\nWrote ")[0]
     assert summary in sweep.stdout  # the end of the --multirun printed the same summary

@@ -54,6 +54,7 @@ def test_rerunning_the_same_command_resumes_until_n_trials_in_total(small_data, 
     assert "3 of 5 trials already finished" in result.stdout + result.stderr
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert [t.user_attrs.get("enqueued", False) for t in study.trials] == [True] + [False] * 4  # enqueued once
     assert {n: (t.value, t.datetime_complete) for n, t in enumerate(study.trials) if n < 3} == first
     # the summary covers all five, and the final retrain ran for the five
     assert all(f" {n} COMPLETE" in result.stdout.replace("  ", " ") for n in range(5))

@@ -3,7 +3,7 @@
 The one place the sweeper's defaults are stated (``conf/train.yaml`` restates none of them).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -32,6 +32,10 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     grace_period: int = 30
     # Before the final step, wait for trials that other workers of the same study are still running.
     wait_for_workers: bool = True
+    # Trials to evaluate first, before the sampler's own (Optuna's enqueue_trial): a list of {parameter: value},
+    # named as in the search space (or as the custom_search_space hook suggests them), values inside it. Enqueued
+    # once per study: a resume skips those already there. Marked `enqueued` in the trials table.
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
 
 
 ConfigStore.instance().store(

@@ -8,6 +8,8 @@ this subclass replaces only its loop:
 - every job is told its trial through ``sweep.study`` / ``sweep.storage`` / ``sweep.trial``; the job reports
   val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
+- ``enqueue`` lists trials evaluated first (checked against the space before any trial), and a
+  ``custom_search_space`` hook may return config values composed from its own parameters (conditional spaces);
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
   trials FAIL "interrupted: <signal>";
@@ -23,7 +25,8 @@ and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` ret
 Private APIs used, each because no public one does the job:
 - ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
   parsing, sampler set-up and ``optimization_results.yaml``) with its ``_process_searchspace_config``,
-  ``_parse_sweeper_params_config``, ``_configure_trials`` and ``_get_directions``, and ``create_params_from_overrides``
+  ``_parse_sweeper_params_config``, ``_get_directions`` and ``custom_search_space_extender`` (``_configure_trials``
+  is replaced, to take hooks that compose values), and ``create_params_from_overrides``
   (called per entry, so that an entry Optuna cannot sample is named);
 - ``hydra.core.override_parser.overrides_parser.OverridesParser``: to tell the fixed overrides from sweep ones,
   as the official sweeper does;
@@ -50,11 +53,19 @@ from hydra.core.utils import JobReturn
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from omegaconf import OmegaConf, read_write
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import URL, make_url
 
-from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, MULTIRUN_FILE, RESULTS_FILE
+from svhn_sweep.constants import (
+    COMPOSED_ATTR,
+    DEFAULT_STORAGE,
+    ENQUEUED_ATTR,
+    ERROR_FILE,
+    MULTIRUN_FILE,
+    OVERRIDES_ATTR,
+    RESULTS_FILE,
+)
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
@@ -98,6 +109,30 @@ def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[
     return distributions, fixed, fixed_overrides
 
 
+def _choice_form(distribution: BaseDistribution | None, value: Any) -> Any:
+    """A list for a categorical of lists, as the search space writes its choices: ``[100]`` -> ``"[100]"``."""
+    if isinstance(distribution, CategoricalDistribution) and isinstance(value, list | tuple):
+        return _override_value(value)
+    return value
+
+
+def _override_value(value: Any) -> Any:
+    """A value as Hydra's override grammar reads it back: lists without spaces (``[256,128]``)."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(_override_value(v)) for v in value) + "]"
+    return value
+
+
+def _contains(distribution: BaseDistribution | None, value: Any) -> bool:
+    """Whether ``value`` lies in ``distribution`` (False for None: a parameter the space lacks)."""
+    if distribution is None:
+        return False
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
 class PersistentOptunaSweeper(OptunaSweeperImpl):
     """``hydra/sweeper=svhn_optuna``: see the module docstring."""
 
@@ -115,6 +150,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         heartbeat_interval: int,
         grace_period: int,
         wait_for_workers: bool,
+        enqueue: Any = (),
     ) -> None:
         super().__init__(
             sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
@@ -122,6 +158,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers
+        self.enqueue: list[dict[str, Any]] = OmegaConf.to_container(OmegaConf.create(list(enqueue)))
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
@@ -138,6 +175,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             and o.get_key_element() != "trainer.quiet"
         ]
         experiment.append(f"direction={self._get_directions()}")
+        if self.custom_search_space_extender is not None:  # the hook is part of the space
+            experiment.append(f"custom_search_space={self.config.hydra.sweeper.custom_search_space}")
         choices = self.config.hydra.runtime.choices
         name = derived_study_name(
             self.config.hydra.job.config_name, choices.get("model", "model"), choices.get("data", "data"), experiment
@@ -200,6 +239,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self._process_searchspace_config()
         params_conf = self._parse_sweeper_params_config() + list(arguments)
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
+        enqueued = self._checked_enqueue(distributions, fixed_params)
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self._preflight(ref, sweep_dir)
@@ -215,7 +255,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                 directions=self._get_directions(),
                 load_if_exists=True,
             )
-        study.set_metric_names(["val_accuracy"])  # what Optuna's clients (the dashboard) call the objective
+            self._enqueue(study, enqueued)
+        # What Optuna's clients (the dashboard) call the objectives.
+        study.set_metric_names(list(self.config.sweep.objectives))
         ref.save(sweep_dir)
         OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)  # as Hydra's own sweeper does; svhn-sweep-final reads it
         optuna.storages.fail_stale_trials(study)
@@ -246,11 +288,108 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             self._wait_for_other_workers(study)
         self._finish(study, sweep_dir)
 
+    def _checked_enqueue(
+        self, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """``hydra.sweeper.enqueue``, values in the search space's form; one message on an entry the space cannot
+        take (a parameter it does not have, a value outside it), before any trial. A parameter the command line
+        fixed is left out of the entries (the fixed value holds for every trial). The hook's parameters are known
+        only by running it: each entry is tried on a trial of a throw-away in-memory study.
+        """
+        entries = []
+        for index, raw in enumerate(self.enqueue):
+            entry = {
+                name: _choice_form(distributions.get(name), value)
+                for name, value in raw.items()
+                if name not in fixed_params
+            }
+            if not entry:
+                continue
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            try:
+                probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+                # values outside a categorical would stop the probe: they are named below instead
+                probe.enqueue_trial(
+                    {k: v for k, v in entry.items() if k not in distributions or _contains(distributions[k], v)}
+                )
+                trial = probe.ask()
+                with warnings.catch_warnings():  # Optuna's "out of range" warning: the check below says it better
+                    warnings.simplefilter("ignore")
+                    self._trial_values(trial, distributions, {})
+            except ValueError as error:  # e.g. a choice of the hook's that is not among its choices
+                raise ReportedError(f"hydra.sweeper.enqueue[{index}] {raw} cannot be evaluated: {error}") from None
+            finally:
+                optuna.logging.set_verbosity(verbosity)
+            space = {**trial.distributions, **distributions}
+            unknown = sorted(set(entry) - set(space))
+            outside = [
+                f"{k}={v!r} (space: {space[k]})" for k, v in entry.items() if k in space and not _contains(space[k], v)
+            ]
+            if unknown or outside:
+                problem = (
+                    f"parameter(s) {unknown} the search space does not have (it has {sorted(space)})"
+                    if unknown
+                    else "value(s) outside the search space: " + "; ".join(outside)
+                )
+                raise ReportedError(
+                    f"hydra.sweeper.enqueue[{index}] {raw} names {problem}. Fix the entry or the search space, or "
+                    "enqueue nothing (hydra.sweeper.enqueue=[]); nothing has run."
+                )
+            entries.append(entry)
+        return entries
+
+    def _enqueue(self, study: optuna.Study, entries: list[dict[str, Any]]) -> None:
+        """Enqueue the entries the study does not have yet (a resume enqueues nothing twice), while it has room."""
+        for entry in entries:
+            if len(study.get_trials(deepcopy=False)) >= self.n_trials:
+                return
+            study.enqueue_trial(entry, user_attrs={ENQUEUED_ATTR: True}, skip_if_exists=True)
+
+    def _configure_trials(
+        self,
+        trials: list[optuna.Trial],
+        search_space_distributions: dict[str, BaseDistribution],
+        fixed_params: dict[str, Any],
+        fixed_overrides: list[str],
+    ) -> Sequence[Sequence[str]]:
+        """Each trial's overrides: its searched values (recorded as its ``overrides``), then the fixed ones."""
+        overrides = []
+        for trial in trials:
+            values = self._trial_values(trial, search_space_distributions, fixed_params)
+            searched = [
+                f"{name}={_override_value(value)}" for name, value in values.items() if name not in fixed_params
+            ]
+            trial.set_user_attr(OVERRIDES_ATTR, searched)
+            overrides.append([*searched, *(f"{n}={v}" for n, v in fixed_params.items()), *fixed_overrides])
+        return overrides
+
+    def _trial_values(
+        self, trial: optuna.Trial, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Sample a trial: the space's parameters, then ``custom_search_space``'s. The hook either follows the
+        official contract (returns None: every parameter it suggests is a config key) or ours (returns a dict of
+        config keys composed from its own parameters, e.g. layer widths into ``model.hidden_sizes``; recorded as
+        the trial's ``composed`` user attr).
+        """
+        for name, distribution in distributions.items():
+            trial._suggest(name, distribution)
+        searched = dict(trial.params)
+        composed = None
+        if self.custom_search_space_extender is not None:
+            composed = self.custom_search_space_extender(self.config, trial)
+        if composed is None:
+            return {**trial.params, **fixed_params}
+        trial.set_user_attr(COMPOSED_ATTR, composed)
+        return {**searched, **composed, **fixed_params}
+
     def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
         """Up to n_jobs new trials, never more than n_trials in the study: counting and asking under a lock."""
         with study_lock(ref.storage, ref.study_name):
             optuna.storages.fail_stale_trials(study)
-            remaining = self.n_trials - len(study.get_trials(deepcopy=False))
+            # enqueued trials still WAITING are what the next ask() returns, not trials on top of n_trials
+            asked = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            remaining = self.n_trials - len(asked)
             return [study.ask() for _ in range(min(self.n_jobs, remaining))]
 
     def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
@@ -286,6 +425,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         elif isinstance(value, StoppedEarly):
             trial.set_user_attr(FAIL_REASON, f"{DIVERGED}: {value.reason}")
             study.tell(trial, state=TrialState.FAIL)
+        elif isinstance(value, tuple):  # sweep.objectives with the parameter count
+            study.tell(trial, [float(v) for v in value])
         else:
             study.tell(trial, float(value))
 
@@ -317,6 +458,11 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             raise SweepFailedError(
                 f"No trial of study {study.study_name} completed, so there is no best config to retrain: {reasons}"
             )
+        if len(study.directions) > 1:  # as the official sweeper writes a multi-objective result: the front
+            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            log.info("Pareto front: %d trials (%s)", len(front), [t.number for t in study.best_trials])
+            OmegaConf.save(OmegaConf.create({"name": "optuna", "solutions": front}), sweep_dir / RESULTS_FILE)
+            return
         best = study.best_trial
         log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
         OmegaConf.save(

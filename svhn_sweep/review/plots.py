@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, PLOTS_DIR, PREDICTIONS_FILE
 from svhn_sweep.core.data import DataError
 from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
-from svhn_sweep.review.results import history_table, importance_table, trials_table
+from svhn_sweep.review.results import history_table, importance_table, pareto_table, trials_table
 from svhn_sweep.sweep.config import build
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,22 @@ def optimization_history(trials: pd.DataFrame) -> Figure:
     ax.set(xlabel="trial", ylabel="val accuracy", title="Optimisation history (pruned: accuracy when stopped)")
     ax.legend()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def pareto_front(trials: pd.DataFrame, front: pd.DataFrame) -> Figure:
+    """Val accuracy against parameter count of the complete trials, the Pareto front joined: the smallest net
+    for each accuracy.
+    """
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    complete = trials[trials["state"] == "COMPLETE"]
+    ax.scatter(complete["n_params"], complete["val_accuracy"], alpha=0.5, label="complete trial")
+    ax.step(front["n_params"], front["val_accuracy"], where="post", color="black", marker="o", label="Pareto front")
+    for row in front.itertuples():
+        ax.annotate(str(row.trial), (row.n_params, row.val_accuracy), textcoords="offset points", xytext=(4, -10))
+    ax.set(xscale="log", xlabel="parameters", ylabel="val accuracy", title="Accuracy against size (trial numbers)")
+    ax.legend()
     return fig
 
 
@@ -141,6 +157,9 @@ def write_plots(
     """
     trials = trials_table(study)
     figures = {"optimization_history": optimization_history(trials)}
+    front = pareto_table(trials, study)
+    if len(front):
+        figures["pareto_front"] = pareto_front(trials, front)
     importance = importance_table(study)
     if importance.empty:
         log.info("No importance plot: %s", importance.attrs["note"])

@@ -10,6 +10,7 @@ it has (a trial without ``metrics.json`` keeps empty cells), so the tables work 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,16 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from svhn_sweep.constants import FINAL_DIR, METRICS_FILE
+from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, FINAL_DIR, METRICS_FILE
 from svhn_sweep.sweep.study import StudyRef
 
-TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter, then:
-RUN_COLUMNS = ["epochs", "duration_s", "fail_reason", "run_dir"]
+TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter (and composed value):
+RUN_COLUMNS = ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
 HISTORY_COLUMNS = ["trial", "state", "epoch", "loss", "train_acc", "val_acc", "lr", "seconds"]
 IMPORTANCE_COLUMNS = ["parameter", "importance"]
+# Row order of every trials table: complete trials first, then pruned ones (their value is the accuracy when they
+# were stopped, after fewer epochs: not comparable with a finished trial's), then failed and unfinished ones.
+STATE_ORDER = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
 
 
 def readable_param_names(names: list[str]) -> dict[str, str]:
@@ -51,27 +55,62 @@ def load_sweep(
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial, best val accuracy first: number, state, val accuracy, each searched parameter (readable
-    names), epochs run, duration, why it failed, run folder. All of the study's trials, across resumes and workers.
+    """One row per trial in :data:`STATE_ORDER`, best val accuracy first within a state: number, state, val
+    accuracy, each searched parameter (readable names), epochs run, duration, why it failed, run folder. All of
+    the study's trials, across resumes and workers.
     """
-    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "duration", "user_attrs"))
+    frame = study.trials_dataframe(attrs=("number", "state", "params", "duration", "user_attrs"))
     if frame.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS + RUN_COLUMNS)
-    params = [c.removeprefix("params_") for c in frame.columns if c.startswith("params_")]
-    names = readable_param_names(params)
-    # A study whose objective is named (study.set_metric_names, as the sweeper does) has "value_<name>" instead.
-    value = f"value_{study.metric_names[0]}" if study.metric_names else "value"
-    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"], "val_accuracy": frame[value]})
-    for param in params:
-        table[names[param]] = frame[f"params_{param}"]
     # A user attribute no trial has set yet is no column of trials_dataframe(): then it is missing (NaN) everywhere.
     missing = pd.Series(float("nan"), index=frame.index)
+    columns = {c.removeprefix("params_"): frame[c] for c in frame.columns if c.startswith("params_")}
+    # Values a search space hook composed from its parameters (model.hidden_sizes from layer widths), as overrides.
+    composed = frame.get(f"user_attrs_{COMPOSED_ATTR}", missing)
+    for key in dict.fromkeys(k for values in composed if isinstance(values, dict) for k in values):
+        columns[key] = pd.Series(
+            [_override_text(v[key]) if isinstance(v, dict) and key in v else None for v in composed], index=frame.index
+        )
+    names = readable_param_names(list(columns))
+    # The objectives from the trials themselves: val accuracy first, the parameter count in a two-objective study.
+    by_number = {t.number: t.values or [] for t in study.get_trials(deepcopy=False)}
+    values = [by_number.get(number, []) for number in frame["number"]]
+    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"]})
+    table["val_accuracy"] = [v[0] if v else None for v in values]
+    if len(study.directions) > 1:
+        table["n_params"] = pd.array([int(v[1]) if len(v) > 1 else None for v in values], dtype="Int64")
+    for key, values in columns.items():
+        table[names[key]] = values
+    table["enqueued"] = frame.get(f"user_attrs_{ENQUEUED_ATTR}", missing).eq(True)
     run_dirs = frame.get("user_attrs_run_dir", missing)
     table["epochs"] = [(run_metrics(run_dir) or {}).get("epochs") for run_dir in run_dirs]
     table["duration_s"] = frame["duration"].dt.total_seconds().round(2) if "duration" in frame else missing
     table["fail_reason"] = frame.get("user_attrs_fail_reason", missing)
     table["run_dir"] = run_dirs
-    return table.sort_values("val_accuracy", ascending=False, na_position="last").reset_index(drop=True)
+    return ranked(table)
+
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows in :data:`STATE_ORDER`, best val accuracy first within a state, then by trial number."""
+    rank = table["state"].map({state: i for i, state in enumerate(STATE_ORDER)}).fillna(len(STATE_ORDER))
+    order = table.assign(_rank=rank, _neg=-table["val_accuracy"].astype(float))
+    order = order.sort_values(["_rank", "_neg", "trial"], na_position="last", kind="stable")
+    return table.loc[order.index].reset_index(drop=True)
+
+
+def _override_text(value: Any) -> Any:
+    """A composed list as the search space writes its choices (``[512,64]``), so both spaces' columns compare."""
+    return "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else value
+
+
+def pareto_table(trials: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
+    """The trials of a two-objective study that no other trial beats on both val accuracy and parameter count,
+    smallest first: what each extra parameter buys. Empty for a single-objective study.
+    """
+    if len(study.directions) < 2:
+        return trials.iloc[0:0]
+    front = {t.number for t in study.best_trials}
+    return trials[trials["trial"].isin(front)].sort_values(["n_params", "trial"], ignore_index=True)
 
 
 def importance_table(study: optuna.Study) -> pd.DataFrame:
@@ -84,7 +123,11 @@ def importance_table(study: optuna.Study) -> pd.DataFrame:
         table = pd.DataFrame(columns=IMPORTANCE_COLUMNS)
         table.attrs["note"] = f"Parameter importance needs at least 2 complete trials; the study has {complete}."
         return table
-    importances = optuna.importance.get_param_importances(study)
+    # Two objectives: the importances for val accuracy (PED-ANOVA looks for low target values: negated).
+    target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
+    with warnings.catch_warnings():  # PED-ANOVA's reminder that it minimises a target: negated above
+        warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+        importances = optuna.importance.get_param_importances(study, target=target)
     names = readable_param_names(list(importances))
     table = pd.DataFrame({"parameter": [names[p] for p in importances], "importance": list(importances.values())})
     # Optuna orders ties by a set's iteration order, which changes from process to process: break them by name.

@@ -10,7 +10,7 @@ import optuna
 import pandas as pd
 
 from svhn_sweep.constants import FINAL_DIR
-from svhn_sweep.review.results import final_metrics, importance_table
+from svhn_sweep.review.results import final_metrics, importance_table, pareto_table
 from svhn_sweep.sweep.lease import RESULT_ATTR
 
 
@@ -25,6 +25,13 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
     ]
     if len(trials):
         lines.append(printable(trials).head(top).to_string(index=False, float_format="{:.4g}".format))
+    front = pareto_table(trials, study)
+    if len(front):
+        lines += [
+            "",
+            "Pareto front (no other trial has both a higher val accuracy and fewer parameters), smallest first:",
+            printable(front).to_string(index=False, float_format="{:.4g}".format),
+        ]
     importance = importance_table(study)
     lines += [
         "",
@@ -37,8 +44,10 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
 
 
 def printable(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials table for people: without the long run-folder paths, and blank where a trial has no value."""
-    table = trials.drop(columns=["run_dir"])
+    """The trials table for people: without the long run-folder paths, blank where a trial has no value, and
+    ``yes`` only on enqueued trials (the reference the search is measured against).
+    """
+    table = trials.drop(columns=["run_dir"]).assign(enqueued=trials["enqueued"].map({True: "yes", False: None}))
     return table.astype(object).where(table.notna(), "")
 
 
@@ -51,11 +60,17 @@ def final_line(final: Mapping[str, Any] | None, trials: pd.DataFrame, sweep_dir:
             f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
             "worker that finishes it."
         )
-    val = trials.set_index("trial")["val_accuracy"].get(final.get("trial")) if len(trials) else None
-    origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else f"trial {final['trial']}"
+    row = trials.set_index("trial").reindex([final.get("trial")]).iloc[0]
+    origin = (
+        f"trial {final['trial']}, val accuracy {row['val_accuracy']:.4f} after {row['epochs']:.0f} epochs"
+        if pd.notna(row["val_accuracy"]) and pd.notna(row["epochs"])
+        else f"trial {final['trial']}"
+    )
+    chosen = "Best config" if final.get("select", "best") == "best" else f"Config chosen by {final['select']}"
     elsewhere = final.get("final_dir")
     return (
-        f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
+        f"{chosen} ({origin}) retrained for {final['epochs']} epochs on {final['trained_on']} "
+        f"({final['train_size']} images) and scored "
         f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
         + (f", in {elsewhere}" if elsewhere and Path(elsewhere) != (sweep_dir / FINAL_DIR).resolve() else "")
     )

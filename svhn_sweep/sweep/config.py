@@ -272,6 +272,37 @@ class FinalConfig:
     enabled: bool = True
     train_on_val: bool = True
     top_k: int = 10
+    # Epochs of the retrain; null: the trials' trainer.epochs. A short search, then a full-length retrain.
+    epochs: int | None = None
+    # Which trial is retrained: best (highest val accuracy), or smallest_within:D (the fewest parameters among
+    # the trials within D of the best val accuracy; needs sweep.objectives=[val_accuracy,n_params]).
+    select: str = "best"
+
+    def __post_init__(self) -> None:
+        _require(self.epochs is None or self.epochs >= 1, "final.epochs", self.epochs, "must be null or >= 1")
+        _require(
+            selection_margin(self.select) is not None,
+            "final.select",
+            self.select,
+            "must be best or smallest_within:D with a margin D >= 0, e.g. smallest_within:0.01",
+        )
+
+
+OBJECTIVES = ("val_accuracy", "n_params")  # what a trial can return: maximised, minimised
+
+
+def selection_margin(select: str) -> float | None:
+    """``final.select`` as a margin of val accuracy below the best: 0 for best, D for smallest_within:D; None if
+    the rule is not one of those.
+    """
+    if select == "best":
+        return 0.0
+    name, _, margin = select.partition(":")
+    try:
+        value = float(margin)
+    except ValueError:
+        return None
+    return value if name == "smallest_within" and value >= 0 else None
 
 
 @dataclass
@@ -282,8 +313,18 @@ class SweepConfig:
     study: str | None = None
     storage: str | None = None
     trial: int | None = None
+    # What a trial returns to the study: val_accuracy, or [val_accuracy, n_params] (the parameter count, with
+    # 'hydra.sweeper.direction=[maximize,minimize]'): a Pareto front of accuracy and size. Two objectives turn
+    # pruning off (Optuna prunes single-objective studies only).
+    objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
 
     def __post_init__(self) -> None:
+        _require(
+            list(self.objectives) in (["val_accuracy"], list(OBJECTIVES)),
+            "sweep.objectives",
+            list(self.objectives),
+            "must be [val_accuracy] or [val_accuracy,n_params]",
+        )
         # MISSING only while Hydra builds the schema itself; a composed config has one of the group's options.
         _require(
             self.pruner in (None, "none", MISSING) or isinstance(self.pruner, dict),

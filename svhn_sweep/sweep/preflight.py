@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.core.errors import UserError
+from svhn_sweep.core.errors import ConfigError, UserError
 from svhn_sweep.sweep.config import data_source, validate
 from svhn_sweep.sweep.loggers import run_logger
 from svhn_sweep.sweep.study import StudyRef, sqlite_folder, study_lock
@@ -27,12 +27,33 @@ def check_output_dir(path: str | Path) -> None:
         ) from None
 
 
+def check_objectives(config: DictConfig) -> None:
+    """The sweeper's directions, ``sweep.objectives`` and ``final.select`` must agree."""
+    objectives = list(config.sweep.objectives)
+    direction = config.hydra.sweeper.direction
+    names = [str(d) for d in direction] if OmegaConf.is_list(direction) else [str(direction)]
+    directions = [name.split(".")[-1] for name in names]  # Direction.maximize -> maximize
+    expected = ["maximize", "minimize"][: len(objectives)]
+    if directions != expected:
+        raise ConfigError(
+            f"sweep.objectives={objectives} needs hydra.sweeper.direction=[{','.join(expected)}], "
+            f"not {directions}: set both (e.g. sweep.objectives=[val_accuracy,n_params] "
+            "'hydra.sweeper.direction=[maximize,minimize]')."
+        )
+    if config.final.select != "best" and len(objectives) < 2:
+        raise ConfigError(
+            f"final.select={config.final.select} picks by parameter count, which this sweep does not record: "
+            "add sweep.objectives=[val_accuracy,n_params] 'hydra.sweeper.direction=[maximize,minimize]'."
+        )
+
+
 def preflight(config: DictConfig, ref: StudyRef, sweep_dir: Path) -> None:
     """Validate the config, check the experiment tracker's package, open the study's storage, create the sweep
     folder, and fetch or generate the data once for all trials: in that order, so that a mistake costs seconds
     and a storage that cannot be used leaves no sweep folder behind.
     """
     validate(config)
+    check_objectives(config)
     if (logger := run_logger(config)) is not None:
         logger.check()
     if folder := sqlite_folder(ref.storage):

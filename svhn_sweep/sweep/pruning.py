@@ -28,8 +28,12 @@ def _storage(ref: StudyRef) -> optuna.storages.RDBStorage:
     return ref.open_storage()
 
 
-def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
-    """None outside a sweep; otherwise a callback that reports and raises ``optuna.TrialPruned``."""
+def trial_reporter(sweep: DictConfig, epochs: int) -> Callable[[EpochStats], None] | None:
+    """None outside a sweep; otherwise a callback that reports and raises ``optuna.TrialPruned``.
+
+    The pruner is not asked after the last of ``epochs``: a trial that trained all its epochs is COMPLETE, and
+    stopping it then would save nothing.
+    """
     if sweep.trial is None:
         return None
     ref = StudyRef(sweep.storage, sweep.study)
@@ -43,7 +47,7 @@ def trial_reporter(sweep: DictConfig) -> Callable[[EpochStats], None] | None:
 
     def report(stats: EpochStats) -> None:
         trial.report(stats.val_acc, stats.epoch)
-        if trial.should_prune():
+        if stats.epoch < epochs and trial.should_prune():
             raise optuna.TrialPruned(f"val_acc {stats.val_acc:.4f} at epoch {stats.epoch} is behind other trials")
 
     return report

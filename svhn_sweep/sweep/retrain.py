@@ -15,11 +15,12 @@ from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.constants import CONFIG_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from svhn_sweep.constants import CONFIG_FILE, METRICS_FILE, MODEL_FILE, OVERRIDES_ATTR, PREDICTIONS_FILE
 from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
+from svhn_sweep.sweep.config import selection_margin
 from svhn_sweep.sweep.lease import FinalStepLease
 from svhn_sweep.sweep.loggers import record_final
 from svhn_sweep.sweep.study import StudyRef
@@ -64,21 +65,44 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] |
     return metrics
 
 
-def best_trial_overrides(config: DictConfig, best_params: dict[str, Any]) -> list[str]:
-    """The command line's fixed overrides plus the best trial's parameters: exactly that trial's config."""
+def best_trial_overrides(config: DictConfig, best: optuna.trial.FrozenTrial) -> list[str]:
+    """The command line's fixed overrides plus the best trial's searched values: exactly that trial's config.
+
+    The values are the overrides the sweeper gave the trial (user attr ``overrides``: with a custom search space
+    hook they are composed, e.g. ``model.hidden_sizes=[512,64]`` from layer widths); trials of older studies have
+    only their parameters.
+    """
     parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    return fixed + [f"{name}={value}" for name, value in best_params.items()]
+    searched = best.user_attrs.get(OVERRIDES_ATTR) or [f"{name}={value}" for name, value in best.params.items()]
+    return fixed + list(searched)
+
+
+def selected_trial(study: optuna.Study, select: str) -> optuna.trial.FrozenTrial:
+    """The complete trial ``final.select`` names: ``best``, the highest val accuracy (the first of equals); or
+    ``smallest_within:D``, the fewest parameters (second objective) among the trials within D of the best val
+    accuracy, the better val accuracy between equals.
+    """
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    top = max(t.values[0] for t in complete)
+    margin = selection_margin(select)
+    within = [t for t in complete if t.values[0] >= top - margin - 1e-12]
+    if select == "best":
+        return min(within, key=lambda t: t.number)
+    return min(within, key=lambda t: (t.values[1], -t.values[0], t.number))
 
 
 def retrain_best(
     config: DictConfig, study: optuna.Study, final_dir: Path, extra_overrides: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Compose the best trial's config (plus ``extra_overrides``) in the running Hydra and retrain it into
-    ``final_dir``; its ``metrics.json`` is written last, so a folder that has one holds a whole result.
+    """Compose the config of the trial ``final.select`` names (plus ``extra_overrides``) in the running Hydra and
+    retrain it into ``final_dir``; its ``metrics.json`` is written last, so a folder that has one holds a whole result.
     """
-    best = study.best_trial
-    overrides = [*best_trial_overrides(config, best.params), *extra_overrides]
+    best = selected_trial(study, config.final.select)
+    overrides = best_trial_overrides(config, best)
+    if config.final.epochs is not None:  # the final step's own length; the trials keep trainer.epochs
+        overrides.append(f"trainer.epochs={config.final.epochs}")
+    overrides += extra_overrides
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
     best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
     # An absolute data root, from where the sweep ran, so that the saved config finds its test set from any folder.
@@ -86,7 +110,8 @@ def retrain_best(
     final_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(final_dir / CONFIG_FILE) as handle:
         handle.write(OmegaConf.to_yaml(best_cfg).encode())
-    metrics = retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    origin = {"trial": best.number, "n_trials": len(study.trials), "select": config.final.select}
+    metrics = retrain_and_test(best_cfg, final_dir, origin=origin)
     record_final(best_cfg, study.study_name, final_dir)
     return metrics
 
@@ -112,8 +137,10 @@ def final_step(
         metrics = retrain_best(config, study, final_dir, extra_overrides)
         lease.record(
             {
-                **{key: metrics[key] for key in ("test_accuracy", "trial", "trained_on", "train_size", "test_size")},
-                "epochs": metrics["epochs"],
+                **{
+                    key: metrics[key]
+                    for key in ("test_accuracy", "trial", "select", "trained_on", "train_size", "test_size", "epochs")
+                },
                 "final_dir": str(final_dir.resolve()),
                 "model": str((final_dir / MODEL_FILE).resolve()),
             }

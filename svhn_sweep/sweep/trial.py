@@ -22,8 +22,9 @@ from svhn_sweep.sweep.training import fit_config, prepare
 log = logging.getLogger(__name__)
 
 
-def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarly:
-    """One trial: train on the train part of the train file, return the last epoch's val accuracy.
+def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float, int] | StoppedEarly:
+    """One trial: train on the train part of the train file, return the last epoch's val accuracy (and the
+    model's parameter count when ``sweep.objectives`` asks for it).
 
     In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
     divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through.
@@ -31,7 +32,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
     start = time.perf_counter()
     source, device = prepare(cfg)
     train, val = source.train_val(cfg.seed)
-    report = trial_reporter(cfg.sweep)
+    report = trial_reporter(cfg.sweep, cfg.trainer.epochs) if len(cfg.sweep.objectives) == 1 else None
     history: list[EpochStats] = []
 
     def on_epoch(stats: EpochStats) -> None:
@@ -39,9 +40,10 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
         if report is not None:
             report(stats)
 
-    status, reason = "complete", None
+    status, reason, n_params = "complete", None, None
     try:
-        fit_config(cfg, source, device, train, val, on_epoch)
+        model, _ = fit_config(cfg, source, device, train, val, on_epoch)
+        n_params = sum(p.numel() for p in model.parameters())
     except (optuna.TrialPruned, DivergedError) as stop:
         status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
     write_json(
@@ -51,6 +53,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
             "reason": reason,
             "val_accuracy": history[-1].val_acc if history else None,
             "epochs": len(history),
+            "n_params": n_params,
             "duration_s": time.perf_counter() - start,
             "history": history_records(history),
             "process": {
@@ -62,7 +65,9 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
     )
     record_trial(cfg, output_dir)
     if status == "complete":
-        log.info("val_accuracy %.4f", history[-1].val_acc)
+        log.info("val_accuracy %.4f, %s parameters", history[-1].val_acc, n_params)
+        if list(cfg.sweep.objectives) == ["val_accuracy", "n_params"]:
+            return float(history[-1].val_acc), int(n_params)
         return float(history[-1].val_acc)
     if cfg.sweep.trial is None:
         raise DivergedError(reason)
