@@ -49,7 +49,7 @@ def test_a_sweep_is_read_back_from_tensorboard_then_mlflow(run_main, small_data,
     """Two trials to TensorBoard; the same command with logger=mlflow resumes the same study (the tracker is no part
     of the experiment) with a third trial, which goes to MLflow with the new final retrain.
     """
-    sweep = ["--multirun", *small_data, "trainer.epochs=2"]
+    sweep = ["--multirun", *small_data, "trainer.epochs=2", "sweep.pruner=none"]  # every trial complete
     assert run_main([*sweep, "hydra.sweeper.n_trials=2", "logger=tensorboard"]).returncode == 0
     first, *_ = sorted((tmp_path / "outputs" / "sweeps").iterdir())
     study = open_study(first)
