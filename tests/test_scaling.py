@@ -181,3 +181,19 @@ def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(
     assert sum(ran_by) == 9 and sum(1 for n in ran_by if n > 0) >= 2  # shared out, none run twice
     finals = [f for home in homes for f in (home / "outputs" / "sweeps").glob("*/final/metrics.json")]
     assert len(finals) == 1  # the test set is scored once for the study
+
+
+def test_timeout_stops_asking_after_a_batch_then_the_final_step_runs_and_the_command_continues(
+    small_data, tmp_path: Path, run_main
+) -> None:
+    # A budget spent by the time the first batch is back: each command runs one batch (2 trials) and stops there.
+    args = ["trainer.epochs=1", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "hydra.sweeper.timeout=0.1s"]
+    first = sweep(run_main, small_data, *args)
+    assert "Time budget hydra.sweeper.timeout=0.1s spent" in first.stdout + first.stderr
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
+    assert (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()  # the final step followed
+
+    second = sweep(run_main, small_data, *args)
+    assert "2 of 6 trials already finished" in second.stdout + second.stderr
+    assert [t.number for t in study_of(tmp_path).trials] == [0, 1, 2, 3]
+    assert len(sweep_dirs(tmp_path)) == 2 and (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()

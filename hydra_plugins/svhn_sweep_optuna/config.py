@@ -32,6 +32,10 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     grace_period: int = 30
     # Before the final step, wait for trials that other workers of the same study are still running.
     wait_for_workers: bool = True
+    # Time budget: stop asking for new trials after this long (seconds, or "90s", "15m", "2h"; null: none),
+    # counted from this command's start (when Hydra sets the sweeper up). Running trials finish and the final
+    # step follows; the same command continues the study with a new budget. n_trials still caps the study.
+    timeout: Any = None
 
 
 ConfigStore.instance().store(

@@ -9,7 +9,9 @@ this subclass replaces only its loop:
   val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
-  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL.
+  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL;
+- ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
+  least one batch): running trials finish, the final step follows, and the same command continues the study.
 
 It is svhn_sweep's sweeper, not a general one. What it knows of this project is in four named places:
 :meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
@@ -45,9 +47,10 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
@@ -55,6 +58,7 @@ from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.pruning import StoppedEarly
+from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout
 from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         heartbeat_interval: int,
         grace_period: int,
         wait_for_workers: bool,
+        timeout: Any,
     ) -> None:
         sampler = instantiate(sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
         super().__init__(
@@ -112,6 +117,15 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers
+        self.timeout = timeout
+        self._started = time.monotonic()
+        self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Hydra's set-up, then the time budget's check: a bad value stops before any work."""
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        with reported():
+            self.timeout = parse_timeout(self.timeout)
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
@@ -200,11 +214,23 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self._finish(study, sweep_dir)
 
     def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
-        """Up to n_jobs new trials, never more than n_trials in the study: counting and asking under a lock."""
+        """Up to n_jobs new trials, never more than n_trials in the study (counting and asking under a lock);
+        none once the time budget is spent.
+        """
+        if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
+            log.info(
+                "Time budget %s=%gs spent (%.1f s): no new trials; the same command continues the study.",
+                TIMEOUT_KEY,
+                self.timeout,
+                spent,
+            )
+            return []
         with study_lock(ref.storage, ref.study_name):
             optuna.storages.fail_stale_trials(study)
             remaining = self.n_trials - len(study.get_trials(deepcopy=False))
-            return [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            batch = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+        self._asked += len(batch)
+        return batch
 
     def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
         """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""
