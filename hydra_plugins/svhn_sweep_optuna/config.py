@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf, TPESamplerConfig
 
 from svhn_sweep.constants import DEFAULT_STORAGE
 
@@ -38,6 +38,22 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     timeout: Any = None
 
 
+@dataclass
+class TPESamplerConf(TPESamplerConfig):
+    """``hydra/sweeper/sampler=tpe`` (it replaces the official node of that name): its keys, with ``constant_liar``
+    null by default, which the sweeper turns on when several trials are in flight (``n_jobs`` > 1).
+
+    A trial in flight has no value yet; without the liar, TPE proposes the same region for every trial of a batch.
+    An explicit true or false is kept.
+    """
+
+    constant_liar: bool | None = None
+
+
 ConfigStore.instance().store(
     group="hydra/sweeper", name="svhn_optuna", node=PersistentOptunaSweeperConf, provider="svhn_sweep"
+)
+# Replaces the official node, stored when its module was imported (by the import above).
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="svhn_sweep", replace=True
 )

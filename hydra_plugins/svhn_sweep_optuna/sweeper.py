@@ -110,9 +110,10 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         wait_for_workers: bool,
         timeout: Any,
     ) -> None:
-        sampler = instantiate(sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+        # Instantiated in setup(), once the trials in flight are known (TPE's constant_liar follows them).
+        self.sampler_config = sampler
         super().__init__(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+            None, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
         )
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
@@ -122,10 +123,21 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        """Hydra's set-up, then the time budget's check: a bad value stops before any work."""
+        """Hydra's set-up, then the time budget's check and the sampler: a bad value stops before any work."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         with reported():
             self.timeout = parse_timeout(self.timeout)
+        self.sampler = self._sampler()
+
+    def _sampler(self) -> Any:
+        """The configured sampler; TPE's ``constant_liar`` left null is on exactly when trials run side by side."""
+        overrides = {}
+        if "constant_liar" in self.sampler_config and self.sampler_config.constant_liar is None:
+            overrides["constant_liar"] = self.n_jobs > 1
+            log.info("TPE with constant_liar=%s (%d trial(s) in flight)", overrides["constant_liar"], self.n_jobs)
+        return instantiate(
+            self.sampler_config, **overrides, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*")
+        )
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
