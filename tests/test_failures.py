@@ -157,6 +157,7 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
         ("hydra.sweeper.timeout=soon", ["hydra.sweeper.timeout='soon'", "90s, 15m or 2h"]),
+        ("hydra.sweeper.trials_per_device=0", ["hydra.sweeper.trials_per_device=0", "must be >= 1"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(

@@ -89,7 +89,7 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
         small_data,
         "trainer.epochs=2",
         "hydra.sweeper.n_trials=6",
-        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.trials_per_device=2",  # n_jobs null: 2 on the one device, the CPU
         "sweep.pruner=none",
         "hydra/launcher=joblib",
         "final.enabled=false",
@@ -104,6 +104,7 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
     assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert {p["device"] for p in processes} == {"cpu"}  # no CUDA device: the slots change nothing
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:

@@ -24,7 +24,12 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     # study_name: null (inherited) derives it from the config name, model, data, fixed overrides and search space,
     # so the same command resumes its study.
     # Trials in flight at once; more than 1 needs a parallel launcher (hydra/launcher=joblib, slurm, ...).
-    n_jobs: int = 1
+    # null: trials_per_device on each CUDA device the sweep sees (trainer.device=auto or cuda), else on the CPU.
+    n_jobs: int | None = None
+    # Trials per device when n_jobs is null. Trials in flight go to cuda:(i % devices) of the devices each job
+    # sees, never all to cuda:0. 1 (serial on a CPU or one GPU) until a GPU measurement says more pays
+    # (benchmarks/sweep_throughput.py).
+    trials_per_device: int = 1
     # Crashed trials (not diverged ones) tolerated, as a fraction of n_trials, before the sweep stops.
     max_failure_rate: float = 0.25
     # Seconds between heartbeats of a running trial; one silent for grace_period is marked FAIL.

@@ -10,15 +10,18 @@ this subclass replaces only its loop:
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL;
+- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
+  batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
 - ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
   least one batch): running trials finish, the final step follows, and the same command continues the study.
 
-It is svhn_sweep's sweeper, not a general one. What it knows of this project is in four named places:
-:meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
+It is svhn_sweep's sweeper, not a general one. What it knows of this project is in five named places:
+:meth:`PersistentOptunaSweeper.setup` (``trainer.device``: whether CUDA devices count for ``n_jobs``),
+:meth:`~PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
 the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
 choices), :meth:`~PersistentOptunaSweeper._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
-``sweep.trial`` keys of the task config, and ``trainer.num_threads`` to split the cores between parallel trials)
-and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
+``sweep.trial`` / ``sweep.slot`` keys of the task config, and ``trainer.num_threads`` to split the cores between
+parallel trials) and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
 
 Private APIs used, each because no public one does the job:
 - ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
@@ -45,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
@@ -58,7 +62,7 @@ from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.pruning import StoppedEarly
-from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout
+from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
 
 log = logging.getLogger(__name__)
@@ -101,13 +105,14 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         storage: str | None,
         study_name: str | None,
         n_trials: int,
-        n_jobs: int,
+        n_jobs: int | None,
         max_failure_rate: float,
         custom_search_space: str | None,
         params: Any,
         heartbeat_interval: int,
         grace_period: int,
         wait_for_workers: bool,
+        trials_per_device: int,
         timeout: Any,
     ) -> None:
         # Instantiated in setup(), once the trials in flight are known (TPE's constant_liar follows them).
@@ -118,15 +123,18 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers
+        self.trials_per_device = trials_per_device
         self.timeout = timeout
         self._started = time.monotonic()
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        """Hydra's set-up, then the time budget's check and the sampler: a bad value stops before any work."""
+        """Hydra's set-up, then the time budget, the trials in flight and the sampler: a bad value stops here."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
         with reported():
             self.timeout = parse_timeout(self.timeout)
+            self.n_jobs = trials_in_flight(self.n_jobs, self.trials_per_device, devices)
         self.sampler = self._sampler()
 
     def _sampler(self) -> Any:
@@ -161,8 +169,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         return StudyRef(storage, name)
 
     def _job_overrides(self, ref: StudyRef) -> list[str]:
-        """What every job of this sweep is told: its study (``sweep.*``), and a share of the machine's cores when
-        trials run in parallel, unless the user chose ``trainer.num_threads``.
+        """What every job of this sweep is told: its study (``sweep.*``; the loop adds its trial and its place in
+        the batch, which picks its device), and a share of the machine's cores when trials run in parallel, unless
+        the user chose ``trainer.num_threads``.
         """
         link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'"]
         if self.n_jobs <= 1 or self.config.trainer.get("num_threads"):
@@ -208,9 +217,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
         while batch := self._ask(study, ref):
             overrides = [
-                [*trial_overrides, *link, f"sweep.trial={trial.number}"]
-                for trial, trial_overrides in zip(
-                    batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True
+                [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                for slot, (trial, trial_overrides) in enumerate(
+                    zip(batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
                 )
             ]
             with self._told_on_interrupt(study, batch):

@@ -275,6 +275,8 @@ class SweepConfig:
     study: str | None = None
     storage: str | None = None
     trial: int | None = None
+    # The trial's place in its batch when several are in flight: spreads them over the visible CUDA devices.
+    slot: int | None = None
 
     def __post_init__(self) -> None:
         # MISSING only while Hydra builds the schema itself; a composed config has one of the group's options.
