@@ -111,4 +111,7 @@ def test_throughput_benchmark_compares_trials_in_flight_on_the_same_trials(
         "mlp search, 2 trials x 1 epochs, 1 in flight (trials/min)",
         "mlp search, 2 trials x 1 epochs, 2 in flight (trials/min)",
     ]
-    assert "× one at a time; same trials as one at a time" in out.read_text().splitlines()[-1]
+    note = out.read_text().splitlines()[-1]
+    assert "× one at a time; same trials as one at a time" in note
+    # a trial's result does not depend on what runs beside it (only the thread count differs: float tolerance)
+    assert float(note.split("val acc differs by at most ")[1].split(";")[0]) <= 0.01

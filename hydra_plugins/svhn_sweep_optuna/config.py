@@ -48,7 +48,7 @@ class TPESamplerConf(TPESamplerConfig):
     """``hydra/sweeper/sampler=tpe`` (it replaces the official node of that name): its keys, with ``constant_liar``
     null by default, which the sweeper turns on when several trials are in flight (``n_jobs`` > 1).
 
-    A trial in flight has no value yet; without the liar, TPE proposes the same region for every trial of a batch.
+    A trial in flight has no value yet; without the liar, TPE tends to propose one region for a whole batch.
     An explicit true or false is kept.
     """
 
