@@ -11,7 +11,9 @@ is trials per minute of the whole command (start-up included, as a user waits fo
 the best val accuracy per seed (batching must not make the search worse: TPE runs with ``constant_liar``), the
 ratio to the same search one trial at a time, and whether the rows tried the same configs (TPE's first 10 trials
 are its seeded random start-up, so a search of fewer trials proposes the same ones whatever ``n_jobs`` is); when
-they did, how far each trial's val accuracy moved with what ran beside it.
+they did, how far each trial's val accuracy moved. On a CPU it moves with the thread count, which the sweeper
+splits between the trials in flight (cores / n_jobs); ``--threads`` fixes it for every row, and then nothing
+that runs beside a trial may change its result.
 The data set is the procedural stand-in (``data=synthetic``), not SVHN.
 """
 
@@ -57,8 +59,10 @@ class Sweep:
     best: float
 
 
-def run_sweep(root: Path, sizes: tuple[int, int], search: Search, n_jobs: int, seed: int, device: str) -> Sweep:
-    """Run the search once, in a fresh folder whose ``data/synthetic`` links to ``root``."""
+def run_sweep(
+    root: Path, sizes: tuple[int, int], search: Search, n_jobs: int, seed: int, device: str, extra: tuple[str, ...]
+) -> Sweep:
+    """Run the search once, in a fresh folder whose ``data/synthetic`` links to ``root``, with ``extra`` overrides."""
     from optuna.trial import TrialState  # the sweep's own packages, imported only where a sweep is measured
 
     from svhn_sweep.sweep.study import StudyRef
@@ -83,6 +87,7 @@ def run_sweep(root: Path, sizes: tuple[int, int], search: Search, n_jobs: int, s
             "final.enabled=false",
             f"hydra.sweeper.n_trials={search.trials}",
             *(parallel if n_jobs > 1 else []),
+            *extra,
         ]
         pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         started = time.perf_counter()
@@ -106,13 +111,14 @@ def trials_per_minute(
     n_jobs: int,
     seeds: list[int],
     device: str,
+    extra: tuple[str, ...],
     serial: dict[int, Sweep],
 ) -> tuple[float, str]:
     """Trials per minute over one sweep per seed; against ``serial`` (the same search one at a time) when measured.
 
     The one-at-a-time row fills ``serial`` for the rows after it.
     """
-    sweeps = {seed: run_sweep(root, sizes, search, n_jobs, seed, device) for seed in seeds}
+    sweeps = {seed: run_sweep(root, sizes, search, n_jobs, seed, device, extra) for seed in seeds}
     if n_jobs == 1:
         serial.update(sweeps)
     wall = sum(s.wall for s in sweeps.values())
@@ -148,6 +154,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", default="data/synthetic", help="where the synthetic set is (generated once)")
     parser.add_argument("--train-size", type=int, default=SVHN_TRAIN_SIZE)
     parser.add_argument("--test-size", type=int, default=SVHN_TEST_SIZE)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="trainer.num_threads for every trial (default: the sweeper's, cores / n_jobs): with the same count "
+        "at every n_jobs, a trial's val accuracy must not move with what runs beside it",
+    )
     parser.add_argument("--out", help="also write the report (markdown) to this file, updated after every row")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
@@ -176,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     bench = Bench(device, header, Path(args.out) if args.out else None)
+    extra = () if args.threads is None else (f"trainer.num_threads={args.threads}",)
     for model in args.models:
         search = Search(model, *(args.mlp if model == "mlp" else args.cnn))
         serial: dict[int, Sweep] = {}
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             bench.measure(
                 f"{model}_{n_jobs}",
                 f"{model} search, {search.trials} trials x {search.epochs} epochs, {n_jobs} in flight (trials/min)",
-                partial(trials_per_minute, root, sizes, search, n_jobs, args.seeds, args.device, serial),
+                partial(trials_per_minute, root, sizes, search, n_jobs, args.seeds, args.device, extra, serial),
                 kind="number",
             )
     print(bench.report())
