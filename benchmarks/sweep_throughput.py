@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the checkout's package and these benchmarks, installed or not
 
+from benchmarks.sweep_overhead import multirun  # noqa: E402
 from benchmarks.table import Bench, machine  # noqa: E402
 from svhn_sweep.constants import SVHN_TEST_SIZE, SVHN_TRAIN_SIZE  # noqa: E402
 from svhn_sweep.core.data import SyntheticSource  # noqa: E402
@@ -68,36 +66,20 @@ def run_sweep(
     from svhn_sweep.sweep.study import StudyRef
 
     parallel = ["hydra/launcher=joblib", f"hydra.sweeper.n_jobs={n_jobs}", f"hydra.launcher.n_jobs={n_jobs}"]
-    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
-        (Path(tmp) / "data").mkdir()
-        (Path(tmp) / "data" / "synthetic").symlink_to(root)
-        command = [
-            sys.executable,
-            "-m",
-            "svhn_sweep",
-            "--multirun",
-            "data=synthetic",
-            f"data.train_size={sizes[0]}",
-            f"data.test_size={sizes[1]}",
-            f"model={search.model}",
-            f"trainer.epochs={search.epochs}",
-            f"trainer.device={device}",
-            f"seed={seed}",
-            "sweep.pruner=none",
-            "final.enabled=false",
-            f"hydra.sweeper.n_trials={search.trials}",
-            *(parallel if n_jobs > 1 else []),
-            *extra,
-        ]
-        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        started = time.perf_counter()
-        result = subprocess.run(
-            command, cwd=tmp, env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True
-        )
-        wall = time.perf_counter() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"multirun failed: {result.stderr[-2000:]}")
-        (sweep_dir,) = (Path(tmp) / "outputs" / "sweeps").iterdir()
+    overrides = [
+        f"data.train_size={sizes[0]}",
+        f"data.test_size={sizes[1]}",
+        f"model={search.model}",
+        f"trainer.epochs={search.epochs}",
+        f"trainer.device={device}",
+        f"seed={seed}",
+        "sweep.pruner=none",
+        "final.enabled=false",
+        f"hydra.sweeper.n_trials={search.trials}",
+        *(parallel if n_jobs > 1 else []),
+        *extra,
+    ]
+    with multirun(root, overrides) as (sweep_dir, _, wall):
         trials = StudyRef.from_sweep_dir(sweep_dir).load().trials
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
     params = tuple(str(sorted(t.params.items())) for t in trials)
