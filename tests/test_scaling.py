@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from svhn_sweep.review.results import load_sweep
@@ -105,6 +106,15 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
     assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
     assert {p["device"] for p in processes} == {"cpu"}  # no CUDA device: the slots change nothing
+    slots = [
+        next(
+            o
+            for o in yaml.safe_load((Path(t.user_attrs["run_dir"]) / ".hydra" / "overrides.yaml").read_text())
+            if o.startswith("sweep.slot=")
+        )
+        for t in study.trials
+    ]
+    assert slots == [f"sweep.slot={n % 2}" for n in range(6)]  # each batch of 2: its places, which pick the cards
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
