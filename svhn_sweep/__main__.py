@@ -11,12 +11,10 @@ from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 
 from svhn_sweep.core.errors import UserError
-from svhn_sweep.sweep.config import TRUSTED_TARGETS, register_configs
+from svhn_sweep.sweep.config import CONFIG_DIR, TRUSTED_TARGETS, register_configs
+from svhn_sweep.sweep.interrupts import exit_status, terminating_signals_interrupt
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.trial import train_and_validate
-
-# The configs ship inside the package, so a checkout and an installed wheel find them at the same place.
-CONFIG_DIR = str(Path(__file__).parent / "conf")
 
 register_configs()
 
@@ -38,13 +36,17 @@ def task(cfg: DictConfig) -> float | StoppedEarly:
 
 
 def main() -> None:
-    """Console entry point; Hydra's own instantiations (callbacks, sweeper) get the same trust list."""
+    """Console entry point; Hydra's own instantiations (callbacks, sweeper) get the same trust list.
+
+    SIGTERM and SIGHUP stop it as Ctrl-C does (:mod:`svhn_sweep.sweep.interrupts`); the exit status is 128 + the
+    signal's number.
+    """
     try:
-        with execution_whitelist(TRUSTED_TARGETS):
+        with terminating_signals_interrupt(), execution_whitelist(TRUSTED_TARGETS):
             task()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM or SIGHUP
         print("Interrupted. Finished trials are kept in the study; run the same command to resume.", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(exit_status(interrupt))
 
 
 if __name__ == "__main__":

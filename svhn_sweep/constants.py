@@ -18,6 +18,7 @@ SVHN_STD = (0.20, 0.20, 0.20)
 DEFAULT_STORAGE = "sqlite:///outputs/optuna.db"
 
 # What a sweep folder holds (outputs/sweeps/<date_time>/ by default).
+MULTIRUN_FILE = "multirun.yaml"  # the sweep's composed config, as Hydra's own sweeper saves it
 STUDY_FILE = "study.yaml"  # storage URL and study name: anything that has the folder can open the study
 RESULTS_FILE = "optimization_results.yaml"  # as hydra-optuna-sweeper names it; written once the sweep finishes
 TRIALS_CSV = "trials.csv"

@@ -1,21 +1,36 @@
-"""The end of a ``--multirun``: the final step (the best config retrained and scored on test, once), then the
-sweep folder's review: ``trials.csv``, the figures and the summary of ``svhn-sweep-report``.
+"""The end of a sweep: the final step (the best config retrained and scored on test, once per finished set of
+trials), then the sweep folder's review: ``trials.csv``, the figures and the summary of ``svhn-sweep-report``.
+
+Two ways in: the :class:`RetrainBest` callback at the end of every ``--multirun``, and ``svhn-sweep-final
+SWEEP_DIR [OVERRIDE...]`` (``python -m svhn_sweep.final``), which redoes the final step of an existing sweep
+from its study, after a failure or on purpose with overrides, into a new folder beside the first.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
+from hydra import initialize_config_dir
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.utils import execution_whitelist
+from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.constants import RESULTS_FILE, STUDY_FILE, TRIALS_CSV
+from svhn_sweep.constants import FINAL_DIR, METRICS_FILE, MULTIRUN_FILE, RESULTS_FILE, STUDY_FILE, TRIALS_CSV
+from svhn_sweep.core.errors import UserError
 from svhn_sweep.review.plots import write_plots
 from svhn_sweep.review.results import trials_table
-from svhn_sweep.review.summary import summary
-from svhn_sweep.sweep.retrain import claim_final_step, release_final_step, retrain_best
+from svhn_sweep.review.summary import final_line, summary
+from svhn_sweep.sweep.config import CONFIG_DIR, TRUSTED_TARGETS, register_configs
+from svhn_sweep.sweep.interrupts import exit_status, terminating_signals_interrupt
+from svhn_sweep.sweep.retrain import final_step
 from svhn_sweep.sweep.study import StudyRef
 
 log = logging.getLogger(__name__)
@@ -25,8 +40,8 @@ class RetrainBest(Callback):
     """Hydra callback: after ``--multirun``, retrain the best config on test, once; write ``trials.csv`` and the
     figures into the sweep folder and print the trials.
 
-    Several workers of one study each end their own sweep; only the first to finish a given set of trials
-    retrains (a claim on the study under its lock), so the test set is scored once per result.
+    Several workers of one study each end their own sweep; one does the final step for a given set of trials
+    (the study's lease, :mod:`svhn_sweep.sweep.lease`) and the others wait for its result, or take over if it dies.
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -34,7 +49,7 @@ class RetrainBest(Callback):
 
         Hydra turns an exception raised here into a warning, so a failed retrain or figure after a finished
         sweep ends the command with ``SystemExit(1)`` instead; after an unfinished sweep the sweep's own error
-        is the one that counts, and Hydra's warning is enough.
+        is the one that counts, and Hydra's warning is enough. An interrupt passes through as it is.
         """
         sweep_dir = Path(config.hydra.sweep.dir)
         if not (sweep_dir / STUDY_FILE).exists():
@@ -45,12 +60,8 @@ class RetrainBest(Callback):
             study = ref.load()
             trials = trials_table(study)
             trials.to_csv(sweep_dir / TRIALS_CSV, index=False)
-            if finished and config.final.enabled and claim_final_step(ref, study, sweep_dir):
-                try:
-                    retrain_best(config, study, sweep_dir)
-                except Exception:
-                    release_final_step(study)
-                    raise
+            if finished and config.final.enabled:
+                final_step(config, ref, study, sweep_dir / FINAL_DIR)
             if finished:
                 write_plots(sweep_dir, study)
             print("\n" + summary(study, trials, sweep_dir, config.final.top_k))
@@ -62,3 +73,73 @@ class RetrainBest(Callback):
                 sweep_dir,
             )
             raise SystemExit(1) from None
+
+
+def next_final_dir(sweep_dir: Path) -> Path:
+    """``final``, else ``final-2``, ``final-3``, ...: the first that holds no finished result, never one that does."""
+    names = (FINAL_DIR if n == 1 else f"{FINAL_DIR}-{n}" for n in itertools.count(1))
+    return next(sweep_dir / name for name in names if not (sweep_dir / name / METRICS_FILE).exists())
+
+
+def primary_config_dir(config: DictConfig) -> str:
+    """The folder the sweep's primary config came from (``--config-dir`` included), else the package's own."""
+    for source in config.hydra.runtime.config_sources:
+        if source.provider == "main" and source.schema == "file":
+            return str(source.path)
+    return CONFIG_DIR
+
+
+def redo_final_step(sweep_dir: Path, overrides: Sequence[str]) -> tuple[dict[str, Any], Path]:
+    """Retrain the best trial of the sweep's study (with ``overrides``) into a new final folder of ``sweep_dir``."""
+    ref = StudyRef.from_sweep_dir(sweep_dir)
+    multirun = sweep_dir / MULTIRUN_FILE
+    if not multirun.exists():
+        raise UserError(f"{multirun} not found: {sweep_dir} was written by an svhn_sweep older than this command.")
+    config = OmegaConf.load(multirun)
+    study = ref.load()
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise UserError(f"Study {ref.study_name} has no complete trial yet, so there is no best config to retrain.")
+    final_dir = next_final_dir(sweep_dir)
+    register_configs()
+    with initialize_config_dir(config_dir=primary_config_dir(config)), execution_whitelist(TRUSTED_TARGETS):
+        metrics = final_step(config, ref, study, final_dir, overrides, redo=True)
+    assert metrics is not None  # redo never finds the step already done
+    return metrics, final_dir
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``svhn-sweep-final``."""
+    cli = argparse.ArgumentParser(
+        prog="svhn-sweep-final",
+        description="Redo the final step of a sweep from its study: retrain the best trial's config (with any "
+        "overrides) and score it once on the test file, into a new folder beside the first.",
+    )
+    cli.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a sweep folder, outputs/sweeps/<date_time>")
+    cli.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, e.g. trainer.epochs=30")
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: a mistake ends it with one line and exit status 1; a signal with 128 + its number."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with terminating_signals_interrupt():
+            metrics, final_dir = redo_final_step(args.sweep_dir, args.overrides)
+    except (UserError, HydraException, FileNotFoundError, KeyError) as error:
+        sys.exit(f"svhn-sweep-final: {error}")
+    except KeyboardInterrupt as interrupt:
+        print("Interrupted; nothing was recorded. Run the same command again.", file=sys.stderr)
+        sys.exit(exit_status(interrupt))
+    print(
+        final_line(
+            {**metrics, "final_dir": str(final_dir.resolve())},
+            trials_table(StudyRef.from_sweep_dir(args.sweep_dir).load()),
+            args.sweep_dir,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

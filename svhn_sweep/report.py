@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = open_study(args.sweep_dir)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, UserError) as error:  # not a sweep folder; a storage that cannot be used
         fail(str(error))
     except KeyError:
         fail(f"the study named in {args.sweep_dir / STUDY_FILE} is not in its storage (deleted, or another database)")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from svhn_sweep.__main__ import CONFIG_DIR
 from svhn_sweep.core.data import SyntheticSource
+from svhn_sweep.sweep.config import CONFIG_DIR, register_configs
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
 REPO = Path(__file__).resolve().parent.parent
@@ -39,11 +41,39 @@ def small_data(synthetic_root: Path) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """A finished sweep's folder and what its command printed."""
+
+    dir: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures: shared by every
+    module that reviews or uses a finished sweep (report, predict, notebook, dashboard).
+    """
+    cwd = tmp_path_factory.mktemp("review")
+    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
+    return Sweep(sweep_dir, result.stdout)
+
+
 @pytest.fixture
 def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     """Compose ``conf/train.yaml`` with overrides, as Hydra would for a run."""
+    register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR):
         yield lambda *overrides: compose(config_name="train", overrides=list(overrides))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server to start on, or a client to find closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str]:

@@ -5,12 +5,22 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.conftest import free_port
+
+# A role that must log in with its password (scram-sha-256), unlike the trusted superuser, and owns its database.
+PASSWORD_USER, PASSWORD = "svhn_pw", "pw-Zq7x-never-written"
+
+
+def with_password(url: str) -> str:
+    """The URL of the password-protected role's database on the same server, password included."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    return f"postgresql://{PASSWORD_USER}:{PASSWORD}@127.0.0.1:{port}/{PASSWORD_USER}"
 
 
 def _bindir() -> Path | None:
@@ -30,12 +40,6 @@ def _install() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh cluster with an empty ``optuna`` database; stop and delete it after.
@@ -51,12 +55,14 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
         shutil.chown(datadir, "postgres", "postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
 
     def run(*command: str) -> None:
         subprocess.run([*as_owner, *command], check=True, capture_output=True, text=True)
 
     run(str(bindir / "initdb"), "-D", str(datadir / "data"), "-A", "trust", "-U", "postgres")
+    hba = datadir / "data" / "pg_hba.conf"  # first match wins: the password role is checked, the rest trusted
+    hba.write_text(f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
     run(
         str(bindir / "pg_ctl"),
         "-D",
@@ -69,7 +75,10 @@ def postgres_server() -> Iterator[str]:
         "start",
     )
     try:
-        run(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c", "CREATE DATABASE optuna")
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c"]
+        run(*psql, "CREATE DATABASE optuna")
+        run(*psql, f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
+        run(*psql, f"CREATE DATABASE {PASSWORD_USER} OWNER {PASSWORD_USER}")
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "-w", "stop")

@@ -8,9 +8,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from hydra_plugins.svhn_sweep_optuna.config import PersistentOptunaSweeperConf
-from svhn_sweep.__main__ import CONFIG_DIR
 from svhn_sweep.constants import DEFAULT_STORAGE
-from svhn_sweep.sweep.config import GROUP_OPTIONS, TrainConfig, validate
+from svhn_sweep.sweep.config import CONFIG_DIR, GROUP_OPTIONS, TrainConfig, validate
 from tests.conftest import REPO
 
 CONF = Path(CONFIG_DIR)

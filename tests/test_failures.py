@@ -158,6 +158,7 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
         ("hydra.sweeper.timeout=soon", ["hydra.sweeper.timeout='soon'", "90s, 15m or 2h"]),
         ("hydra.sweeper.trials_per_device=0", ["hydra.sweeper.trials_per_device=0", "must be >= 1"]),
+        ("seed=-1", ["seed=-1", "between 0 and 2**32 - 1"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(
@@ -224,7 +225,7 @@ def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_da
     assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
     assert "run the same command to resume" in stderr
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert study.trials[1].user_attrs["fail_reason"] == "interrupted: KeyboardInterrupt"
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted: SIGINT"
     assert "COMPLETE" in stdout and "FAIL" in stdout  # the summary shows what is there
 
     result = run_cli(args, cwd=tmp_path)

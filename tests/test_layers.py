@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO
 
 PACKAGE = REPO / "svhn_sweep"
-COMMANDS = ("svhn_sweep.__main__", "svhn_sweep.final", "svhn_sweep.report")
+COMMANDS = ("svhn_sweep.__main__", "svhn_sweep.final", "svhn_sweep.predict", "svhn_sweep.report")
 FORBIDDEN = {
     "core": ("hydra", "omegaconf", "optuna", "hydra_plugins", "svhn_sweep.sweep", "svhn_sweep.review", *COMMANDS),
     "sweep": ("svhn_sweep.review", *COMMANDS),
@@ -53,7 +53,7 @@ def test_no_layer_imports_from_a_layer_above_it(layer: str) -> None:
 
 def test_every_package_module_belongs_to_a_layer_or_is_a_command() -> None:
     top_level = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert top_level == {"__main__", "constants", "final", "report"}
+    assert top_level == {"__main__", "constants", "final", "predict", "report"}
     assert imported_modules(PACKAGE / "constants.py") == set()  # importable from every layer
 
 

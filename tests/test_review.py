@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,26 +37,10 @@ from svhn_sweep.review.results import (
     trials_table,
 )
 from svhn_sweep.sweep.study import StudyRef
-from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, run_cli
+from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, Sweep
 
 SEARCHED = {"hidden_sizes", "batchnorm", "optimizer", "lr", "weight_decay", "scheduler"}  # conf/search/mlp.yaml
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class Sweep:
-    dir: Path
-    stdout: str
-
-
-@pytest.fixture(scope="session")
-def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    """One finished 4-trial sweep on the small synthetic set, with its final retrain and figures."""
-    cwd = tmp_path_factory.mktemp("review")
-    result = run_cli(["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2"], cwd=cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (sweep_dir,) = (cwd / "outputs" / "sweeps").iterdir()
-    return Sweep(sweep_dir, result.stdout)
 
 
 REPORT = [sys.executable, "-m", "svhn_sweep.report"]
@@ -312,13 +295,18 @@ def test_a_failure_at_the_end_of_a_finished_sweep_is_exit_code_1_not_a_warning(
 ) -> None:
     copy = tmp_path / "sweep"
     shutil.copytree(sweep.dir, copy, ignore=shutil.ignore_patterns("plots", "trials.csv"))
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(copy)}}, "final": {"enabled": True, "top_k": 3}})
+    config = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(copy)}, "sweeper": {"heartbeat_interval": 10, "grace_period": 30}},
+            "final": {"enabled": True, "top_k": 3},
+        }
+    )
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no space left for figures")
 
     monkeypatch.setattr(final, "write_plots", broken)
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_info:
-        final.RetrainBest().on_multirun_end(config)  # the study's retrain is claimed already: straight to figures
+        final.RetrainBest().on_multirun_end(config)  # the study has its final result: straight to figures
     assert exit_info.value.code == 1 and "no space left for figures" in caplog.text
     assert (copy / "trials.csv").exists()

@@ -9,7 +9,9 @@ this subclass replaces only its loop:
   val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
-  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C marks the running trials FAIL;
+  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
+  trials FAIL "interrupted: <signal>";
+- the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
 - ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
   batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
 - ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
@@ -17,8 +19,8 @@ this subclass replaces only its loop:
 
 It is svhn_sweep's sweeper, not a general one. What it knows of this project is in five named places:
 :meth:`PersistentOptunaSweeper.setup` (``trainer.device``: whether CUDA devices count for ``n_jobs``),
-:meth:`~PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, folders, data, before
-the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
+:meth:`~PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, storage, folders, data,
+before the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
 choices), :meth:`~PersistentOptunaSweeper._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
 ``sweep.trial`` / ``sweep.slot`` keys of the task config, and ``trainer.num_threads`` to split the cores between
 parallel trials) and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
@@ -54,16 +56,25 @@ from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL, make_url
 
-from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, RESULTS_FILE
+from svhn_sweep.constants import DEFAULT_STORAGE, ERROR_FILE, MULTIRUN_FILE, RESULTS_FILE
 from svhn_sweep.sweep.errors import ReportedError, reported
+from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
+from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
-from svhn_sweep.sweep.study import StudyRef, absolute_storage_url, derived_study_name, sqlite_folder, study_lock
+from svhn_sweep.sweep.study import (
+    StudyRef,
+    absolute_storage_url,
+    derived_study_name,
+    masked,
+    study_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +126,8 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         trials_per_device: int,
         timeout: Any,
     ) -> None:
-        # Instantiated in setup(), once the trials in flight are known (TPE's constant_liar follows them).
-        self.sampler_config = sampler
         super().__init__(
-            None, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
         )
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
@@ -129,37 +138,26 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        """Hydra's set-up, then the time budget, the trials in flight and the sampler: a bad value stops here."""
+        """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
         with reported():
             self.timeout = parse_timeout(self.timeout)
             self.n_jobs = trials_in_flight(self.n_jobs, self.trials_per_device, devices)
-        self.sampler = self._sampler()
-
-    def _sampler(self) -> Any:
-        """The configured sampler; TPE's ``constant_liar`` left null is on exactly when trials run side by side."""
-        overrides = {}
-        if "constant_liar" in self.sampler_config and self.sampler_config.constant_liar is None:
-            overrides["constant_liar"] = self.n_jobs > 1
-            log.info("TPE with constant_liar=%s (%d trial(s) in flight)", overrides["constant_liar"], self.n_jobs)
-        return instantiate(
-            self.sampler_config, **overrides, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*")
-        )
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
         cwd = Path(self.config.hydra.runtime.cwd)
-        storage = self.storage or DEFAULT_STORAGE
-        storage = absolute_storage_url(str(storage), cwd)
+        storage = self._without_password(absolute_storage_url(str(self.storage or DEFAULT_STORAGE), cwd))
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
-        # (the pruner) and what follows it (the final step) do not.
+        # (the pruner), what follows it (the final step) and how it is watched (logger, trainer.quiet) do not.
         experiment = [
             o.input_line
             for o in OverridesParser.create().parse_overrides(params_conf)
-            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final")
+            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final", "logger")
+            and o.get_key_element() != "trainer.quiet"
         ]
         experiment.append(f"direction={self._get_directions()}")
         choices = self.config.hydra.runtime.choices
@@ -167,6 +165,31 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             self.config.hydra.job.config_name, choices.get("model", "model"), choices.get("data", "data"), experiment
         )
         return StudyRef(storage, name)
+
+    def _without_password(self, storage: str) -> str:
+        """The storage URL as printed and written everywhere: without its password, which goes to PostgreSQL's
+        client library through ``PGPASSWORD`` in this process's environment (the jobs' too: local ones inherit it).
+        """
+        url = make_url(storage)
+        if url.password is None:
+            return storage
+        if url.get_backend_name() != "postgresql":
+            raise ReportedError(
+                f"hydra.sweeper.storage={masked(storage)} has a password in its URL, which would be written into "
+                "the sweep folder; give it to the database client another way and drop it from the URL."
+            )
+        os.environ["PGPASSWORD"] = str(url.password)
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        storage = bare.render_as_string(hide_password=False)
+        hydra = self.config.hydra  # what Hydra saves, and recomposes each job's config from
+        with read_write(hydra.sweeper), read_write(hydra.overrides):
+            hydra.sweeper.storage = storage
+            hydra.overrides.hydra = [
+                *(o for o in hydra.overrides.hydra if not o.lstrip("+~").startswith("hydra.sweeper.storage=")),
+                f"hydra.sweeper.storage={storage}",
+            ]
+        self.storage = storage
+        return storage
 
     def _job_overrides(self, ref: StudyRef) -> list[str]:
         """What every job of this sweep is told: its study (``sweep.*``; the loop adds its trial and its place in
@@ -181,7 +204,21 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
     def _preflight(self, ref: StudyRef, sweep_dir: Path) -> None:
         """The project's checks before the first trial, reported as messages: config values, folders, data."""
         with reported():
-            preflight(self.config, [sweep_dir, *filter(None, [sqlite_folder(ref.storage)])])
+            preflight(self.config, ref, sweep_dir)
+
+    def _build_sampler(self) -> optuna.samplers.BaseSampler:
+        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong.
+
+        TPE's ``constant_liar`` left null is on exactly when trials run side by side (``n_jobs`` > 1).
+        """
+        liar = {}
+        if "constant_liar" in self.sampler and self.sampler.constant_liar is None:
+            liar["constant_liar"] = self.n_jobs > 1
+            log.info("TPE with constant_liar=%s (%d trial(s) in flight)", liar["constant_liar"], self.n_jobs)
+        try:
+            return instantiate(self.sampler, **liar, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+        except Exception as error:
+            raise ReportedError(f"hydra.sweeper.sampler cannot be built: {error}") from None
 
     # -- the loop ----------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -196,24 +233,28 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self._preflight(ref, sweep_dir)
+        sampler = self._build_sampler()
         # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
         (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
-        with study_lock(ref.storage, ref.study_name):  # workers starting together must not race on the schema
+        with study_lock(ref.storage, ref.study_name):
             storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
             study = optuna.create_study(
                 study_name=ref.study_name,
                 storage=storage,
-                sampler=self.sampler,
+                sampler=sampler,
                 directions=self._get_directions(),
                 load_if_exists=True,
             )
+        study.set_metric_names(["val_accuracy"])  # what Optuna's clients (the dashboard) call the objective
         ref.save(sweep_dir)
+        OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)  # as Hydra's own sweeper does; svhn-sweep-final reads it
         optuna.storages.fail_stale_trials(study)
         done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
         log.info(
             "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
         )
         link = self._job_overrides(ref)
+        progress = SweepProgress(self.n_trials, self.n_jobs)
 
         while batch := self._ask(study, ref):
             overrides = [
@@ -228,6 +269,7 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
                     returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
             for trial, ret in zip(batch, returns, strict=True):
                 self._tell(study, trial, ret)
+                log.info(progress.line(study, trial.number))
             self._check_failure_budget(study)
 
         if self.wait_for_workers:
@@ -349,15 +391,17 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
     @contextmanager
     def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>"."""
         try:
             yield
         except BaseException as interrupt:
+            cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
             for trial in trials:
-                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {type(interrupt).__name__}")
+                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {cause}")
                 study.tell(trial, state=TrialState.FAIL)
             log.warning(
                 "Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command to resume.",
-                type(interrupt).__name__,
+                cause,
                 [t.number for t in trials],
             )
             raise

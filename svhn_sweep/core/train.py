@@ -222,12 +222,14 @@ def fit(
     amp: bool = False,
     compile_model: bool = False,
     cuda_graphs: bool = False,
+    verbose: bool = True,
 ) -> list[EpochStats]:
     """Train for ``epochs``, scoring ``val`` after each; ``on_epoch`` sees every epoch's stats as they come.
 
     ``train`` and ``val`` must already be on the model's device. ``amp`` turns on bf16 autocast,
     ``compile_model`` runs the model through ``torch.compile`` (``model`` itself is trained either way),
     ``cuda_graphs`` replays each epoch's training step as a CUDA graph where the optimizer allows it.
+    Each epoch is logged at INFO, or at DEBUG when not ``verbose`` (many trials at once make a long log).
     """
     device = train.labels.device
     if device.type == "cuda":
@@ -247,7 +249,8 @@ def fit(
             scheduler.step()
         stats = EpochStats(epoch, loss, train_acc, val_acc, lr, time.perf_counter() - start)
         history.append(stats)
-        log.info(
+        log.log(
+            logging.INFO if verbose else logging.DEBUG,
             "epoch %d/%d  loss %.4f  train_acc %.4f  val_acc %s  lr %.3g  (%.2fs)",
             epoch,
             epochs,

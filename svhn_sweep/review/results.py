@@ -59,7 +59,9 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         return pd.DataFrame(columns=TRIAL_COLUMNS + RUN_COLUMNS)
     params = [c.removeprefix("params_") for c in frame.columns if c.startswith("params_")]
     names = readable_param_names(params)
-    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"], "val_accuracy": frame["value"]})
+    # A study whose objective is named (study.set_metric_names, as the sweeper does) has "value_<name>" instead.
+    value = f"value_{study.metric_names[0]}" if study.metric_names else "value"
+    table = pd.DataFrame({"trial": frame["number"], "state": frame["state"], "val_accuracy": frame[value]})
     for param in params:
         table[names[param]] = frame[f"params_{param}"]
     # A user attribute no trial has set yet is no column of trials_dataframe(): then it is missing (NaN) everywhere.

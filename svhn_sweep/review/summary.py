@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
 
+from svhn_sweep.constants import FINAL_DIR
 from svhn_sweep.review.results import final_metrics, importance_table
+from svhn_sweep.sweep.lease import RESULT_ATTR
 
 
 def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int = 10) -> str:
@@ -27,7 +31,8 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
         "Parameter importances (PED-ANOVA over the complete trials):",
         importance.attrs["note"] if importance.empty else importance.to_string(index=False, float_format="%.3f"),
     ]
-    lines += ["", final_line(final_metrics(sweep_dir), trials, sweep_dir)]
+    final = final_metrics(sweep_dir)
+    lines += ["", final_line(study.user_attrs.get(RESULT_ATTR) if final is None else final, trials, sweep_dir)]
     return "\n".join(lines)
 
 
@@ -37,16 +42,20 @@ def printable(trials: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).where(table.notna(), "")
 
 
-def final_line(final: pd.Series | None, trials: pd.DataFrame, sweep_dir: Path) -> str:
-    """One sentence on the final retrain: which trial, trained on what, its test accuracy; or that there is none."""
+def final_line(final: Mapping[str, Any] | None, trials: pd.DataFrame, sweep_dir: Path) -> str:
+    """One sentence on the final step: which trial, trained on what, its test accuracy, and where it is when that
+    is not ``sweep_dir`` (the study's record of another worker's, or an earlier command's, final step).
+    """
     if final is None:
         return (
             f"No final retrain in {sweep_dir} (yet): it runs when the sweep finishes, in the folder of the "
             "worker that finishes it."
         )
-    val = trials.set_index("trial")["val_accuracy"].get(final.get("trial"))
-    origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else "the best trial"
+    val = trials.set_index("trial")["val_accuracy"].get(final.get("trial")) if len(trials) else None
+    origin = f"trial {final['trial']}, val accuracy {val:.4f}" if val is not None else f"trial {final['trial']}"
+    elsewhere = final.get("final_dir")
     return (
         f"Best config ({origin}) retrained on {final['trained_on']} ({final['train_size']} images) and scored "
         f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
+        + (f", in {elsewhere}" if elsewhere and Path(elsewhere) != (sweep_dir / FINAL_DIR).resolve() else "")
     )

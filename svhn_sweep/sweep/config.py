@@ -10,14 +10,16 @@ allowed.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate, to_absolute_path
-from omegaconf import II, MISSING, DictConfig, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ValidationError
 
 from svhn_sweep.constants import SVHN_MEAN, SVHN_STD, SVHN_TEST_SIZE, SVHN_TRAIN_SIZE
@@ -34,6 +36,9 @@ class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
 
+
+# The configs ship inside the package, so a checkout and an installed wheel find them at the same place.
+CONFIG_DIR = str(Path(__file__).parent.parent / "conf")
 
 # Where ``_target_`` may point (Hydra's execution whitelist): this package, torch, optuna and the Hydra plugins,
 # plus what the user trusts in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is
@@ -232,6 +237,8 @@ class TrainerConfig:
     # CUDA graphs: auto = on with CUDA. A training step of these small nets is dozens of tiny kernels whose
     # launches cost more than their work; one captured step replays them at once (bench.py measures both).
     cuda_graphs: bool | str = "auto"
+    # true: no log line per epoch (they go to DEBUG); the sweep's line per finished trial stays.
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -289,6 +296,23 @@ class SweepConfig:
 
 
 @dataclass
+class TensorBoardLoggerConfig:
+    """``logger=tensorboard``: each trial and the final retrain as a run in ``log_dir/<study>/``."""
+
+    _target_: str = "svhn_sweep.sweep.loggers.TensorBoardLogger"
+    log_dir: str = "outputs/tensorboard"
+
+
+@dataclass
+class MLflowLoggerConfig:
+    """``logger=mlflow``: an experiment per study, a run per trial and one for the final retrain."""
+
+    _target_: str = "svhn_sweep.sweep.loggers.MLflowLogger"
+    # A local store (SQLite; artifacts in mlartifacts/ beside it) or a tracking server, e.g. http://mlflow-host:5000.
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+
+
+@dataclass
 class TrainConfig:
     """The primary config's schema: one option of each group, the trainer, the final step, the sweep's link."""
 
@@ -296,18 +320,24 @@ class TrainConfig:
     model: Any = MISSING
     optimizer: Any = MISSING
     scheduler: Any = MISSING  # scheduler=none sets it to null
+    logger: Any = MISSING  # logger=none (the default) sets it to null
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     # Fixes the train/val split, the initialisation and the batch order.
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        _require(0 <= self.seed < 2**32, "seed", self.seed, "must be between 0 and 2**32 - 1 (numpy's seeds)")
+
 
 def validate(cfg: DictConfig) -> None:
     """Run every schema's value checks (``__post_init__``) on a composed config; raises ConfigError."""
-    task_keys = [key for key in cfg if key != "hydra"]
+    task = copy.deepcopy(cfg)  # without Hydra's own node, and still a TrainConfig, so its own checks run too
+    with read_write(task), open_dict(task):
+        task.pop("hydra", None)
     try:
-        OmegaConf.to_object(OmegaConf.masked_copy(cfg, task_keys))
+        OmegaConf.to_object(task)
     except ValidationError as error:  # the dataclass raised inside OmegaConf: surface our own message
         cause = error.__cause__
         raise cause if isinstance(cause, ConfigError) else ConfigError(str(error)) from None
@@ -323,12 +353,16 @@ GROUP_OPTIONS = {
     ("optimizer", "adamw"): AdamWConfig,
     ("scheduler", "step"): StepLRConfig,
     ("scheduler", "cosine"): CosineLRConfig,
+    ("logger", "tensorboard"): TensorBoardLoggerConfig,
+    ("logger", "mlflow"): MLflowLoggerConfig,
 }
 
 
 def register_configs() -> None:
-    """Store the primary schema (``base_train``) and every group option in Hydra's ConfigStore."""
+    """Store the primary schema (``base_train``) and every group option in Hydra's ConfigStore; calling it again
+    (each command and test that composes does) stores the same nodes again.
+    """
     cs = ConfigStore.instance()
-    cs.store(name="base_train", node=TrainConfig)
+    cs.store(name="base_train", node=TrainConfig, replace=True)
     for (group, name), node in GROUP_OPTIONS.items():
-        cs.store(group=group, name=name, node=node)
+        cs.store(group=group, name=name, node=node, replace=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +13,19 @@ import optuna
 import torch
 from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
+from svhn_sweep.constants import CONFIG_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE
 from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
-from svhn_sweep.sweep.study import StudyRef, study_lock
+from svhn_sweep.sweep.lease import FinalStepLease
+from svhn_sweep.sweep.loggers import record_final
+from svhn_sweep.sweep.study import StudyRef
 from svhn_sweep.sweep.training import fit_config, prepare
 
 log = logging.getLogger(__name__)
-
-FINAL_CLAIM = "final_retrain_for"  # study user attribute: which worker does the final step for how many trials
 
 
 def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -71,31 +71,53 @@ def best_trial_overrides(config: DictConfig, best_params: dict[str, Any]) -> lis
     return fixed + [f"{name}={value}" for name, value in best_params.items()]
 
 
-def retrain_best(config: DictConfig, study: optuna.Study, sweep_dir: Path) -> None:
-    """Compose the best trial's config (in the running Hydra) and retrain it into ``<sweep>/final``."""
+def retrain_best(
+    config: DictConfig, study: optuna.Study, final_dir: Path, extra_overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Compose the best trial's config (plus ``extra_overrides``) in the running Hydra and retrain it into
+    ``final_dir``; its ``metrics.json`` is written last, so a folder that has one holds a whole result.
+    """
     best = study.best_trial
-    overrides = best_trial_overrides(config, best.params)
+    overrides = [*best_trial_overrides(config, best.params), *extra_overrides]
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
     best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
-    # An absolute data root, so that the saved config finds its test set from any folder (the error gallery).
-    best_cfg.data.root = to_absolute_path(best_cfg.data.root)
-    final_dir = sweep_dir / FINAL_DIR
-    retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
-    OmegaConf.save(best_cfg, final_dir / CONFIG_FILE)
+    # An absolute data root, from where the sweep ran, so that the saved config finds its test set from any folder.
+    best_cfg.data.root = str(Path(config.hydra.runtime.cwd, best_cfg.data.root))
+    final_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(final_dir / CONFIG_FILE) as handle:
+        handle.write(OmegaConf.to_yaml(best_cfg).encode())
+    metrics = retrain_and_test(best_cfg, final_dir, origin={"trial": best.number, "n_trials": len(study.trials)})
+    record_final(best_cfg, study.study_name, final_dir)
+    return metrics
 
 
-def claim_final_step(ref: StudyRef, study: optuna.Study, sweep_dir: Path) -> bool:
-    """True for the one worker that does the final step for the study's current trials (a claim in the study)."""
-    n_trials = len(study.trials)
-    with study_lock(ref.storage, ref.study_name):
-        claim = study.user_attrs.get(FINAL_CLAIM)
-        if claim and claim["n_trials"] == n_trials:
-            log.info("The final retrain for these %d trials is done by %s", n_trials, claim["sweep_dir"])
-            return False
-        study.set_user_attr(FINAL_CLAIM, {"n_trials": n_trials, "sweep_dir": str(sweep_dir.resolve())})
-    return True
+def final_step(
+    config: DictConfig,
+    ref: StudyRef,
+    study: optuna.Study,
+    final_dir: Path,
+    extra_overrides: Sequence[str] = (),
+    redo: bool = False,
+) -> dict[str, Any] | None:
+    """The final step, exactly once per finished set of trials: under the study's lease, recorded in the study.
 
-
-def release_final_step(study: optuna.Study) -> None:
-    """Give the claim back, so that the same command retries the final step."""
-    study.set_user_attr(FINAL_CLAIM, None)
+    None when it was done already (by this or another worker, for the same trials); ``redo`` does it again on
+    purpose (``svhn-sweep-final``).
+    """
+    sweeper = config.hydra.sweeper
+    lease = FinalStepLease(ref, study, str(final_dir.resolve()), sweeper.heartbeat_interval, sweeper.grace_period)
+    try:  # from the moment the lease may be ours, every way out (Ctrl-C and SIGTERM too) gives it back
+        if not lease.acquire(redo):
+            return None
+        metrics = retrain_best(config, study, final_dir, extra_overrides)
+        lease.record(
+            {
+                **{key: metrics[key] for key in ("test_accuracy", "trial", "trained_on", "train_size", "test_size")},
+                "epochs": metrics["epochs"],
+                "final_dir": str(final_dir.resolve()),
+                "model": str((final_dir / MODEL_FILE).resolve()),
+            }
+        )
+    finally:
+        lease.release()
+    return metrics

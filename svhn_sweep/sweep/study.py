@@ -18,8 +18,10 @@ import optuna
 import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from svhn_sweep.constants import STUDY_FILE
+from svhn_sweep.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,13 @@ class StudyRef:
     ) -> optuna.storages.RDBStorage:
         """An RDB storage (SQLite or PostgreSQL); SQLite waits for locks instead of failing under workers."""
         engine_kwargs = {"connect_args": {"timeout": 60}} if self.storage.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(
-            self.storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+        with usable_storage(self.storage):
+            return optuna.storages.RDBStorage(
+                self.storage,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
 
     def load(self, **kwargs: object) -> optuna.Study:
         """The study, opened with :meth:`open_storage`; ``kwargs`` go to ``optuna.load_study`` (sampler, pruner)."""
@@ -56,6 +62,40 @@ class StudyRef:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: {sweep_dir} is not a sweep folder of svhn_sweep.")
         return cls(**yaml.safe_load(path.read_text()))
+
+
+class StorageError(UserError):
+    """A storage that cannot be used: not a database, a server that refuses us, a schema of another Optuna."""
+
+
+def masked(url: str) -> str:
+    """The URL as it may be printed: its password, if any, as ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def usable_storage(url: str) -> Iterator[None]:
+    """What SQLAlchemy and Optuna raise on a storage they cannot use, as one message naming it and what to do."""
+    try:
+        yield
+    except OperationalError as error:  # a server that refuses the connection or the login; an unreadable file
+        reason = str(error.orig).strip().splitlines()[0]
+        raise StorageError(
+            f"Cannot use the Optuna storage {masked(url)}: {reason}. Check that the server runs and lets this user "
+            "in (a password goes in PGPASSWORD or ~/.pgpass), or set hydra.sweeper.storage to another URL."
+        ) from None
+    except DatabaseError as error:  # e.g. "file is not a database"
+        raise StorageError(
+            f"The Optuna storage {masked(url)} is not a database Optuna can use ({error.orig}). Move the file "
+            "away, or set hydra.sweeper.storage to another URL."
+        ) from None
+    except RuntimeError as error:
+        if "table schema" not in str(error):
+            raise
+        raise StorageError(
+            f"The Optuna storage {masked(url)} was set up by another version of Optuna: "
+            + str(error).replace("$STORAGE_URL", masked(url))
+        ) from None
 
 
 def absolute_storage_url(url: str, cwd: Path) -> str:
@@ -91,7 +131,9 @@ def study_lock(storage: str, study_name: str) -> Iterator[None]:
 
         engine = create_engine(storage)
         try:
-            with engine.connect() as connection:
+            with usable_storage(storage):
+                connection = engine.connect()
+            with connection:
                 connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
                 try:
                     yield

@@ -60,5 +60,6 @@ def fit_config(
         amp=use_amp(cfg.trainer.amp, device),
         compile_model=cfg.trainer.compile,
         cuda_graphs=use_cuda_graphs(cfg.trainer.cuda_graphs, device),
+        verbose=not cfg.trainer.quiet,
     )
     return model, history

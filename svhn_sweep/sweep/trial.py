@@ -15,6 +15,7 @@ from svhn_sweep.constants import METRICS_FILE
 from svhn_sweep.core import data
 from svhn_sweep.core.files import write_json
 from svhn_sweep.core.train import DivergedError, EpochStats, history_records
+from svhn_sweep.sweep.loggers import record_trial
 from svhn_sweep.sweep.pruning import StoppedEarly, trial_reporter
 from svhn_sweep.sweep.training import fit_config, prepare
 
@@ -60,6 +61,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | StoppedEarl
             },
         },
     )
+    record_trial(cfg, output_dir)
     if status == "complete":
         log.info("val_accuracy %.4f", history[-1].val_acc)
         return float(history[-1].val_acc)

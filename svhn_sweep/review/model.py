@@ -1,0 +1,77 @@
+"""The final model of a sweep, ready to classify images of any size or mode: ``svhn_sweep.load_final_model``.
+
+What ``svhn-sweep-predict`` uses; in Python, ``load_final_model(sweep_dir).probabilities([Image.open(path)])``
+gives one row of 10 class probabilities per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, IMAGE_SHAPE, MODEL_FILE
+from svhn_sweep.core.data import Normalizer
+from svhn_sweep.core.errors import UserError
+from svhn_sweep.core.train import EVAL_BATCH_SIZE
+from svhn_sweep.sweep.config import build
+
+
+def svhn_crop_transform() -> transforms.Compose:
+    """Any PIL image as SVHN stores its cropped digits: RGB, 32x32, uint8 (3, 32, 32).
+
+    Grey, palette and RGBA images become RGB (alpha dropped); other sizes are resized to 32x32 (bilinear with
+    antialiasing, aspect ratio not kept, as SVHN's crops were made); a 32x32 RGB image passes unchanged.
+    The pixels stay uint8, so the model's own normalisation (:class:`~svhn_sweep.core.data.Normalizer`, the
+    data config's mean and std) runs on them exactly as in training.
+    """
+    return transforms.Compose(
+        [
+            transforms.Lambda(lambda image: image.convert("RGB")),
+            transforms.Resize(IMAGE_SHAPE[1:], antialias=True),
+            transforms.PILToTensor(),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """A trained classifier with the preprocessing its training used; ``config`` is the run's composed config."""
+
+    model: nn.Module
+    transform: transforms.Compose
+    normalize: Normalizer
+    config: DictConfig
+    device: torch.device
+
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[Image.Image], batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+        """Class probabilities (N, 10), one row per image, in order: softmax of the model's logits."""
+        pixels = torch.stack([self.transform(image) for image in images]).to(self.device)
+        return torch.cat([self.model(self.normalize(chunk)).softmax(1) for chunk in pixels.split(batch_size)])
+
+
+def load_final_model(sweep_dir: str | Path, device: str | torch.device = "cpu") -> FinalModel:
+    """The retrained best config of a sweep folder (``final/config.yaml`` + ``final/model.pt``), in eval mode.
+
+    Raises :class:`~svhn_sweep.core.errors.UserError` naming the file when the folder has no final model.
+    """
+    final_dir = Path(sweep_dir) / FINAL_DIR
+    for name in (CONFIG_FILE, MODEL_FILE):
+        if not (final_dir / name).exists():
+            raise UserError(
+                f"{final_dir / name} not found: {sweep_dir} has no final model (yet). It is written when the "
+                "sweep finishes; give the folder of a finished sweep (outputs/sweeps/<date_time>)."
+            )
+    config = OmegaConf.load(final_dir / CONFIG_FILE)
+    model = build(config.model)
+    model.load_state_dict(torch.load(final_dir / MODEL_FILE, map_location=device, weights_only=True))
+    model.to(device).eval()
+    normalize = Normalizer(config.data.mean, config.data.std, device)
+    return FinalModel(model, svhn_crop_transform(), normalize, config, torch.device(device))
