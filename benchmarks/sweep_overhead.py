@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,32 +44,18 @@ LAUNCHERS = (
 )
 
 
-def sweep_timeline(root: Path, sizes: tuple[int, int], launcher: Launcher) -> tuple[float, list[float], list[float]]:
-    """Run one multirun of ``TRIALS`` one-epoch trials: its wall seconds, and per trial its end and epoch seconds.
+@contextmanager
+def multirun(root: Path, overrides: list[str]) -> Iterator[tuple[Path, float, float]]:
+    """Run ``python -m svhn_sweep --multirun data=synthetic OVERRIDES`` in a fresh folder, as a user types it.
 
-    A trial's end is when its metrics file was written, in seconds from the start. It runs in a fresh folder whose
-    ``data/synthetic`` links to ``root``: each override is stored with every trial, so the command carries only
-    what the measurement needs.
+    The folder's ``data/synthetic`` links to ``root``: each override is stored with every trial, so the command
+    carries only what the measurement needs. Yields the sweep folder (until the block ends), when the command
+    started (epoch seconds, to compare with file times) and its wall seconds.
     """
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         (Path(tmp) / "data").mkdir()
         (Path(tmp) / "data" / "synthetic").symlink_to(root)
-        full_size = sizes == (SVHN_TRAIN_SIZE, SVHN_TEST_SIZE)
-        sized = [] if full_size else [f"data.train_size={sizes[0]}", f"data.test_size={sizes[1]}"]
-        command = [
-            sys.executable,
-            "-m",
-            "svhn_sweep",
-            "--multirun",
-            "data=synthetic",
-            *sized,
-            "trainer.epochs=1",
-            "model.hidden_sizes=[100]",  # the searched layer lists differ 10x in epoch time; overhead does not
-            "sweep.pruner=none",
-            "final.enabled=false",
-            f"hydra.sweeper.n_trials={TRIALS}",
-            *launcher.overrides,
-        ]
+        command = [sys.executable, "-m", "svhn_sweep", "--multirun", "data=synthetic", *overrides]
         pythonpath = os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))
         started = time.time()
         result = subprocess.run(
@@ -77,6 +65,26 @@ def sweep_timeline(root: Path, sizes: tuple[int, int], launcher: Launcher) -> tu
         if result.returncode != 0:
             raise RuntimeError(f"multirun failed: {result.stderr[-2000:]}")
         (sweep_dir,) = (Path(tmp) / "outputs" / "sweeps").iterdir()
+        yield sweep_dir, started, wall
+
+
+def sweep_timeline(root: Path, sizes: tuple[int, int], launcher: Launcher) -> tuple[float, list[float], list[float]]:
+    """Run one multirun of ``TRIALS`` one-epoch trials: its wall seconds, and per trial its end and epoch seconds.
+
+    A trial's end is when its metrics file was written, in seconds from the start.
+    """
+    full_size = sizes == (SVHN_TRAIN_SIZE, SVHN_TEST_SIZE)
+    sized = [] if full_size else [f"data.train_size={sizes[0]}", f"data.test_size={sizes[1]}"]
+    overrides = [
+        *sized,
+        "trainer.epochs=1",
+        "model.hidden_sizes=[100]",  # the searched layer lists differ 10x in epoch time; overhead does not
+        "sweep.pruner=none",
+        "final.enabled=false",
+        f"hydra.sweeper.n_trials={TRIALS}",
+        *launcher.overrides,
+    ]
+    with multirun(root, overrides) as (sweep_dir, started, wall):
         ends, epochs = [], []
         for number in range(TRIALS):
             metrics_file = sweep_dir / str(number) / METRICS_FILE

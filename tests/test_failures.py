@@ -159,6 +159,8 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("model=resnet", ["model/resnet", "cnn", "mlp"]),
         ("optimizer.lr=tag(log,interval(0,1))", ["optimizer.lr", "low > 0"]),
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
+        ("hydra.sweeper.timeout=soon", ["hydra.sweeper.timeout='soon'", "90s, 15m or 2h"]),
+        ("hydra.sweeper.trials_per_device=0", ["hydra.sweeper.trials_per_device=0", "must be >= 1"]),
         ("seed=-1", ["seed=-1", "between 0 and 2**32 - 1"]),
         ("hydra.sweeper.enqueue=[{model.depth:2}]", ["hydra.sweeper.enqueue[0]", "['model.depth']", "does not have"]),
         ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from svhn_sweep.review.results import load_sweep
@@ -90,7 +91,7 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
         small_data,
         "trainer.epochs=2",
         "hydra.sweeper.n_trials=6",
-        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.trials_per_device=2",  # n_jobs null: 2 on the one device, the CPU
         "sweep.pruner=none",
         "hydra/launcher=joblib",
         "final.enabled=false",
@@ -105,6 +106,16 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
     assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert {p["device"] for p in processes} == {"cpu"}  # no CUDA device: the slots change nothing
+    slots = [
+        next(
+            o
+            for o in yaml.safe_load((Path(t.user_attrs["run_dir"]) / ".hydra" / "overrides.yaml").read_text())
+            if o.startswith("sweep.slot=")
+        )
+        for t in study.trials
+    ]
+    assert slots == [f"sweep.slot={n % 2}" for n in range(6)]  # each batch of 2: its places, which pick the cards
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
@@ -182,3 +193,19 @@ def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(
     assert sum(ran_by) == 9 and sum(1 for n in ran_by if n > 0) >= 2  # shared out, none run twice
     finals = [f for home in homes for f in (home / "outputs" / "sweeps").glob("*/final/metrics.json")]
     assert len(finals) == 1  # the test set is scored once for the study
+
+
+def test_timeout_stops_asking_after_a_batch_then_the_final_step_runs_and_the_command_continues(
+    small_data, tmp_path: Path, run_main
+) -> None:
+    # A budget spent by the time the first batch is back: each command runs one batch (2 trials) and stops there.
+    args = ["trainer.epochs=1", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "hydra.sweeper.timeout=0.1s"]
+    first = sweep(run_main, small_data, *args)
+    assert "Time budget hydra.sweeper.timeout=0.1s spent" in first.stdout + first.stderr
+    assert [t.state for t in study_of(tmp_path).trials] == [TrialState.COMPLETE] * 2
+    assert (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()  # the final step followed
+
+    second = sweep(run_main, small_data, *args)
+    assert "2 of 6 trials already finished" in second.stdout + second.stderr
+    assert [t.number for t in study_of(tmp_path).trials] == [0, 1, 2, 3]
+    assert len(sweep_dirs(tmp_path)) == 2 and (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperConf, TPESamplerConfig
 
 from svhn_sweep.constants import DEFAULT_STORAGE
 
@@ -24,7 +24,12 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     # study_name: null (inherited) derives it from the config name, model, data, fixed overrides and search space,
     # so the same command resumes its study.
     # Trials in flight at once; more than 1 needs a parallel launcher (hydra/launcher=joblib, slurm, ...).
-    n_jobs: int = 1
+    # null: trials_per_device on each CUDA device the sweep sees (trainer.device=auto or cuda), else on the CPU.
+    n_jobs: int | None = None
+    # Trials per device when n_jobs is null. Trials in flight go to cuda:(i % devices) of the devices each job
+    # sees, never all to cuda:0. 1 (serial on a CPU or one GPU) until a GPU measurement says more pays
+    # (benchmarks/sweep_throughput.py).
+    trials_per_device: int = 1
     # Crashed trials (not diverged ones) tolerated, as a fraction of n_trials, before the sweep stops.
     max_failure_rate: float = 0.25
     # Seconds between heartbeats of a running trial; one silent for grace_period is marked FAIL.
@@ -36,8 +41,28 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     # named as in the search space (or as the custom_search_space hook suggests them), values inside it. Enqueued
     # once per study: a resume skips those already there. Marked `enqueued` in the trials table.
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    # Time budget: stop asking for new trials after this long (seconds, or "90s", "15m", "2h"; null: none),
+    # counted from this command's start (when Hydra sets the sweeper up). Running trials finish and the final
+    # step follows; the same command continues the study with a new budget. n_trials still caps the study.
+    timeout: Any = None
+
+
+@dataclass
+class TPESamplerConf(TPESamplerConfig):
+    """``hydra/sweeper/sampler=tpe`` (it replaces the official node of that name): its keys, with ``constant_liar``
+    null by default, which the sweeper turns on when several trials are in flight (``n_jobs`` > 1).
+
+    A trial in flight has no value yet; without the liar, TPE tends to propose one region for a whole batch.
+    An explicit true or false is kept.
+    """
+
+    constant_liar: bool | None = None
 
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="svhn_optuna", node=PersistentOptunaSweeperConf, provider="svhn_sweep"
+)
+# Replaces the official node, stored when its module was imported (by the import above).
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="svhn_sweep", replace=True
 )

@@ -13,14 +13,19 @@ this subclass replaces only its loop:
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
   trials FAIL "interrupted: <signal>";
-- the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written.
+- the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
+- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
+  batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
+- ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
+  least one batch): running trials finish, the final step follows, and the same command continues the study.
 
-It is svhn_sweep's sweeper, not a general one. What it knows of this project is in four named places:
-:meth:`PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, storage, folders, data,
+It is svhn_sweep's sweeper, not a general one. What it knows of this project is in five named places:
+:meth:`PersistentOptunaSweeper.setup` (``trainer.device``: whether CUDA devices count for ``n_jobs``),
+:meth:`~PersistentOptunaSweeper._preflight` (``svhn_sweep.sweep.preflight``: config values, storage, folders, data,
 before the first trial), :meth:`~PersistentOptunaSweeper._study_ref` (study naming from the ``model`` and ``data``
 choices), :meth:`~PersistentOptunaSweeper._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
-``sweep.trial`` keys of the task config, and ``trainer.num_threads`` to split the cores between parallel trials)
-and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
+``sweep.trial`` / ``sweep.slot`` keys of the task config, and ``trainer.num_threads`` to split the cores between
+parallel trials) and :meth:`~PersistentOptunaSweeper._tell` (the task's :class:`StoppedEarly` return value).
 
 Private APIs used, each because no public one does the job:
 - ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
@@ -48,11 +53,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 from sqlalchemy.engine import URL, make_url
@@ -71,6 +78,7 @@ from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
+from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.study import (
     StudyRef,
     absolute_storage_url,
@@ -143,13 +151,15 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         storage: str | None,
         study_name: str | None,
         n_trials: int,
-        n_jobs: int,
+        n_jobs: int | None,
         max_failure_rate: float,
         custom_search_space: str | None,
         params: Any,
         heartbeat_interval: int,
         grace_period: int,
         wait_for_workers: bool,
+        trials_per_device: int,
+        timeout: Any,
         enqueue: Any = (),
     ) -> None:
         super().__init__(
@@ -159,6 +169,18 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers
         self.enqueue: list[dict[str, Any]] = OmegaConf.to_container(OmegaConf.create(list(enqueue)))
+        self.trials_per_device = trials_per_device
+        self.timeout = timeout
+        self._started = time.monotonic()
+        self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here."""
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
+        with reported():
+            self.timeout = parse_timeout(self.timeout)
+            self.n_jobs = trials_in_flight(self.n_jobs, self.trials_per_device, devices)
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
@@ -209,8 +231,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         return storage
 
     def _job_overrides(self, ref: StudyRef) -> list[str]:
-        """What every job of this sweep is told: its study (``sweep.*``), and a share of the machine's cores when
-        trials run in parallel, unless the user chose ``trainer.num_threads``.
+        """What every job of this sweep is told: its study (``sweep.*``; the loop adds its trial and its place in
+        the batch, which picks its device), and a share of the machine's cores when trials run in parallel, unless
+        the user chose ``trainer.num_threads``.
         """
         link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'"]
         if self.n_jobs <= 1 or self.config.trainer.get("num_threads"):
@@ -223,9 +246,16 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
             preflight(self.config, ref, sweep_dir)
 
     def _build_sampler(self) -> optuna.samplers.BaseSampler:
-        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong."""
+        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong.
+
+        TPE's ``constant_liar`` left null is on exactly when trials run side by side (``n_jobs`` > 1).
+        """
+        liar = {}
+        if "constant_liar" in self.sampler and self.sampler.constant_liar is None:
+            liar["constant_liar"] = self.n_jobs > 1
+            log.info("TPE with constant_liar=%s (%d trial(s) in flight)", liar["constant_liar"], self.n_jobs)
         try:
-            return instantiate(self.sampler, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+            return instantiate(self.sampler, **liar, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
         except Exception as error:
             raise ReportedError(f"hydra.sweeper.sampler cannot be built: {error}") from None
 
@@ -270,9 +300,9 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
 
         while batch := self._ask(study, ref):
             overrides = [
-                [*trial_overrides, *link, f"sweep.trial={trial.number}"]
-                for trial, trial_overrides in zip(
-                    batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True
+                [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                for slot, (trial, trial_overrides) in enumerate(
+                    zip(batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
                 )
             ]
             with self._told_on_interrupt(study, batch):
@@ -384,13 +414,25 @@ class PersistentOptunaSweeper(OptunaSweeperImpl):
         return {**searched, **composed, **fixed_params}
 
     def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
-        """Up to n_jobs new trials, never more than n_trials in the study: counting and asking under a lock."""
+        """Up to n_jobs new trials, never more than n_trials in the study (counting and asking under a lock);
+        none once the time budget is spent.
+        """
+        if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
+            log.info(
+                "Time budget %s=%gs spent (%.1f s): no new trials; the same command continues the study.",
+                TIMEOUT_KEY,
+                self.timeout,
+                spent,
+            )
+            return []
         with study_lock(ref.storage, ref.study_name):
             optuna.storages.fail_stale_trials(study)
             # enqueued trials still WAITING are what the next ask() returns, not trials on top of n_trials
             asked = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             remaining = self.n_trials - len(asked)
-            return [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            batch = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+        self._asked += len(batch)
+        return batch
 
     def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
         """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""

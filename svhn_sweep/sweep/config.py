@@ -317,6 +317,8 @@ class SweepConfig:
     # 'hydra.sweeper.direction=[maximize,minimize]'): a Pareto front of accuracy and size. Two objectives turn
     # pruning off (Optuna prunes single-objective studies only).
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
+    # The trial's place in its batch when several are in flight: spreads them over the visible CUDA devices.
+    slot: int | None = None
 
     def __post_init__(self) -> None:
         _require(

@@ -12,6 +12,7 @@ from torch import nn
 from svhn_sweep.core.data import Split, SVHNSource
 from svhn_sweep.core.train import EpochStats, fit, seed_everything, select_device, use_amp, use_cuda_graphs
 from svhn_sweep.sweep.config import build, data_source, validate
+from svhn_sweep.sweep.resources import slot_device
 
 
 def build_training(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
@@ -23,12 +24,15 @@ def build_training(cfg: DictConfig, device: torch.device) -> tuple[nn.Module, to
 
 
 def prepare(cfg: DictConfig) -> tuple[SVHNSource, torch.device]:
-    """Check the config's values, set threads and seeds; the data source and the device to train on."""
+    """Check the config's values, set threads and seeds; the data source and the device to train on (a trial
+    in flight beside others takes its own card when several are visible).
+    """
     validate(cfg)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.seed)
-    return data_source(cfg), select_device(cfg.trainer.device)
+    device = slot_device(cfg.trainer.device, cfg.sweep.slot, torch.cuda.device_count())
+    return data_source(cfg), select_device(device)
 
 
 def fit_config(

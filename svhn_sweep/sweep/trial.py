@@ -58,6 +58,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             "history": history_records(history),
             "process": {
                 "pid": os.getpid(),
+                "device": str(device),
                 "torch_threads": torch.get_num_threads(),
                 "data_disk_reads": data.disk_reads,
             },
