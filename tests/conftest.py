@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,8 +89,19 @@ def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str
 
 
 def start_cli(args: list[str], cwd: Path, **popen: Any) -> subprocess.Popen[str]:
-    """``python -m svhn_sweep ARGS`` started in the background, for tests that stop it midway."""
-    return subprocess.Popen([sys.executable, "-m", "svhn_sweep", *args], cwd=cwd, env=cli_env(), text=True, **popen)
+    """``python -m svhn_sweep ARGS`` started in the background, for tests that stop it midway.
+
+    It gets SIGINT's default action, as a command typed at a terminal does, even where the suite itself runs
+    with SIGINT ignored (a shell's background job, some CI runners), which the command would inherit.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "svhn_sweep", *args],
+        cwd=cwd,
+        env=cli_env(),
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **popen,
+    )
 
 
 def run_cli(

@@ -16,11 +16,10 @@ import pytest
 from optuna.trial import TrialState
 
 from svhn_sweep import final, report
+from svhn_sweep.sweep.interrupts import Interrupted, exit_status, terminating_signals_interrupt
 from svhn_sweep.sweep.lease import LEASE_ATTR, RESULT_ATTR
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import cli_env, run_cli, start_cli
-
-pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
 
 # One trial, then a final step that lasts a few seconds: long enough to be interrupted while it runs.
 ONE_TRIAL_LONG_FINAL = [
@@ -62,6 +61,7 @@ def no_process_left(group: int, timeout: float = 20) -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_the_final_step_gives_it_back_and_the_same_command_does_it_once(
     small_data, tmp_path: Path, signum: int, status: int
@@ -85,6 +85,7 @@ def test_a_signal_during_the_final_step_gives_it_back_and_the_same_command_does_
     assert f"test accuracy {study.user_attrs[RESULT_ATTR]['test_accuracy']:.4f}" in again.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_during_the_final_step_then_the_same_command_takes_it_over_and_svhn_sweep_final_redoes_it(
     small_data, tmp_path: Path, capsys
 ) -> None:
@@ -124,6 +125,7 @@ def test_kill_9_during_the_final_step_then_the_same_command_takes_it_over_and_sv
     assert f"test accuracy {redone['test_accuracy']:.4f}" in redo.stdout and "final-2" in redo.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_sigterm_during_trials_marks_them_interrupted_and_leaves_no_process(
     small_data, tmp_path: Path, launcher: str
@@ -156,3 +158,18 @@ def test_svhn_sweep_final_names_a_folder_that_is_not_a_sweep(tmp_path: Path, cap
     with pytest.raises(SystemExit) as exit_info:
         final.main([str(tmp_path)])
     assert "study.yaml not found" in str(exit_info.value.code) and str(tmp_path) in str(exit_info.value.code)
+
+
+def test_a_signal_ignored_at_start_stays_ignored_and_the_others_interrupt() -> None:
+    """``nohup`` starts a command with SIGHUP ignored: the sweep must outlive the terminal, not stop with it."""
+    before, term = signal.signal(signal.SIGHUP, signal.SIG_IGN), signal.getsignal(signal.SIGTERM)
+    try:
+        with terminating_signals_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            with pytest.raises(Interrupted) as raised:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)  # the handler runs at the next bytecode; this only bounds the wait
+            assert exit_status(raised.value) == 143
+        assert signal.getsignal(signal.SIGTERM) is term  # given back after the block
+    finally:
+        signal.signal(signal.SIGHUP, before)

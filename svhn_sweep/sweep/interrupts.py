@@ -39,8 +39,15 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 
 @contextmanager
 def terminating_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted`; the previous handlers come back after."""
-    previous = {signum: signal.signal(signum, _raise_interrupted) for signum in TERMINATING}
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted`; the previous handlers come back after.
+
+    A signal the command was started ignoring stays ignored: ``nohup`` means the sweep outlives the terminal.
+    """
+    previous = {
+        signum: signal.signal(signum, _raise_interrupted)
+        for signum in TERMINATING
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
