@@ -35,6 +35,8 @@ Private APIs used, each because no public one does the job:
   (called per entry, so that an entry Optuna cannot sample is named);
 - ``hydra.core.override_parser.overrides_parser.OverridesParser``: to tell the fixed overrides from sweep ones,
   as the official sweeper does;
+- ``optuna.trial.Trial._suggest`` and ``BaseDistribution._contains``: to sample a parsed distribution object as it
+  is (the official sweeper does the same) and to test an enqueued value against it before any trial;
 - ``optuna.storages.RDBStorage.record_heartbeat`` and ``optuna.storages.fail_stale_trials`` (public, experimental):
   Optuna beats heartbeats only inside ``Study.optimize``, and this loop is ask-and-tell.
 """
