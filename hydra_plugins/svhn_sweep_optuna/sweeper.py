@@ -78,7 +78,7 @@ from svhn_sweep.constants import (
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
-from svhn_sweep.sweep.progress import SweepProgress
+from svhn_sweep.sweep.progress import FINISHED, SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.study import (
@@ -91,7 +91,6 @@ from svhn_sweep.sweep.study import (
 
 log = logging.getLogger(__name__)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
 ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
 RUN_DIR = "run_dir"
