@@ -20,6 +20,17 @@ from svhn_sweep.core.data import SyntheticSource
 from svhn_sweep.sweep.config import CONFIG_DIR, register_configs
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
+
+# Python source to run first in a subprocess: Hydra, OmegaConf, Optuna and the Hydra plugins become unimportable,
+# as on a machine that has only torch (the core, the benchmarks).
+WITHOUT_HYDRA = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna', 'hydra_plugins'):
+            raise ImportError('not installed here: ' + name)
+sys.meta_path.insert(0, Block())
+"""
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -9,22 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE
+from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, WITHOUT_HYDRA
 
 pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
 
 # Runs benchmarks/bench.py with Hydra, OmegaConf and Optuna unimportable, as on a GPU machine that has only torch.
-WITHOUT_HYDRA = """
-import runpy, sys
-
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna', 'hydra_plugins'):
-            raise ImportError('not installed here: ' + name)
-sys.meta_path.insert(0, Block())
+RUN_BENCH_WITHOUT_HYDRA = (
+    WITHOUT_HYDRA
+    + """
+import runpy
 sys.argv = ['benchmarks/bench.py', *sys.argv[1:]]
 runpy.run_path('benchmarks/bench.py', run_name='__main__')
 """
+)
 
 
 def bench(args: list[str], prelude: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,7 +52,7 @@ def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path)
             "--out",
             str(out),
         ],
-        prelude=WITHOUT_HYDRA,
+        prelude=RUN_BENCH_WITHOUT_HYDRA,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() in result.stdout

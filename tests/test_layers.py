@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, WITHOUT_HYDRA
 
 PACKAGE = REPO / "svhn_sweep"
 COMMANDS = ("svhn_sweep.__main__", "svhn_sweep.final", "svhn_sweep.predict", "svhn_sweep.report")
@@ -60,13 +60,10 @@ def test_every_package_module_belongs_to_a_layer_or_is_a_command() -> None:
 @pytest.mark.slow
 def test_the_core_imports_and_trains_without_hydra_omegaconf_or_optuna() -> None:
     """Import every core module with those packages unimportable, and train a step: no import hides anywhere."""
-    script = """
-import importlib, pkgutil, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna', 'hydra_plugins'):
-            raise ImportError('not installed here: ' + name)
-sys.meta_path.insert(0, Block())
+    script = (
+        WITHOUT_HYDRA
+        + """
+import importlib, pkgutil
 import svhn_sweep.core
 for module in pkgutil.iter_modules(svhn_sweep.core.__path__):
     importlib.import_module('svhn_sweep.core.' + module.name)
@@ -82,6 +79,7 @@ history = fit(model, torch.optim.SGD(model.parameters(), lr=0.1), None, split, s
 assert not [name for name in sys.modules if name.split('.')[0] in ('hydra', 'omegaconf', 'optuna')]
 print('trained', len(history))
 """
+    )
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "trained 1"
