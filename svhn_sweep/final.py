@@ -89,8 +89,10 @@ def primary_config_dir(config: DictConfig) -> str:
     return CONFIG_DIR
 
 
-def redo_final_step(sweep_dir: Path, overrides: Sequence[str]) -> tuple[dict[str, Any], Path]:
-    """Retrain the best trial of the sweep's study (with ``overrides``) into a new final folder of ``sweep_dir``."""
+def redo_final_step(sweep_dir: Path, overrides: Sequence[str]) -> tuple[dict[str, Any], Path, optuna.Study]:
+    """Retrain the best trial of the sweep's study (with ``overrides``) into a new final folder of ``sweep_dir``;
+    its metrics, the folder and the study.
+    """
     ref = StudyRef.from_sweep_dir(sweep_dir)
     multirun = sweep_dir / MULTIRUN_FILE
     if not multirun.exists():
@@ -104,7 +106,7 @@ def redo_final_step(sweep_dir: Path, overrides: Sequence[str]) -> tuple[dict[str
     with initialize_config_dir(config_dir=primary_config_dir(config)), execution_whitelist(TRUSTED_TARGETS):
         metrics = final_step(config, ref, study, final_dir, overrides, redo=True)
     assert metrics is not None  # redo never finds the step already done
-    return metrics, final_dir
+    return metrics, final_dir, study
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,19 +128,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with terminating_signals_interrupt():
-            metrics, final_dir = redo_final_step(args.sweep_dir, args.overrides)
+            metrics, final_dir, study = redo_final_step(args.sweep_dir, args.overrides)
     except (UserError, HydraException, FileNotFoundError, KeyError) as error:
         sys.exit(f"svhn-sweep-final: {error}")
     except KeyboardInterrupt as interrupt:
         print("Interrupted; nothing was recorded. Run the same command again.", file=sys.stderr)
         sys.exit(exit_status(interrupt))
-    print(
-        final_line(
-            {**metrics, "final_dir": str(final_dir.resolve())},
-            trials_table(StudyRef.from_sweep_dir(args.sweep_dir).load()),
-            args.sweep_dir,
-        )
-    )
+    print(final_line({**metrics, "final_dir": str(final_dir.resolve())}, trials_table(study), args.sweep_dir))
 
 
 if __name__ == "__main__":
