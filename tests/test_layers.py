@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, WITHOUT_HYDRA
+from tests.conftest import REPO, WITHOUT_HYDRA, cli_env
 
 PACKAGE = REPO / "svhn_sweep"
 COMMANDS = ("svhn_sweep.__main__", "svhn_sweep.final", "svhn_sweep.predict", "svhn_sweep.report")
@@ -83,3 +83,42 @@ print('trained', len(history))
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "trained 1"
+
+
+PLAIN_APP = """
+import sys
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import OmegaConf
+
+
+@hydra.main(config_path=None, config_name=None)
+def main(cfg) -> None:
+    Plugins.instance().discover(Sweeper)  # every plugin module imported, as a --multirun would
+    tpe = ConfigStore.instance().load("hydra/sweeper/sampler/tpe.yaml").node
+    print(sorted(m for m in ("torch", "optuna", "svhn_sweep.sweep") if m in sys.modules))
+    print(OmegaConf.get_type(tpe).__module__, tpe._target_)
+
+
+main()
+"""
+
+
+@pytest.mark.slow
+def test_installing_the_package_changes_no_other_hydra_app(tmp_path: Path) -> None:
+    """A plain Hydra app beside svhn_sweep: Hydra's plugin scan imports this package's plugin modules, which must
+    import nothing heavy and leave the official sampler nodes as hydra-optuna-sweeper stores them.
+    """
+    (tmp_path / "app.py").write_text(PLAIN_APP)
+    result = subprocess.run(
+        [sys.executable, "app.py", f"hydra.run.dir={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["[]", "hydra_plugins.hydra_optuna_sweeper.config optuna.samplers.TPESampler"]

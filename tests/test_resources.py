@@ -102,11 +102,11 @@ def sweeper() -> Iterator[Callable[..., PersistentOptunaSweeper]]:
     ],
 )
 def test_tpe_lies_about_running_trials_exactly_when_several_are_in_flight(sweeper, overrides, liar) -> None:
-    sampler = sweeper(*overrides)._build_sampler()
+    sampler = sweeper(*overrides).impl._build_sampler()
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar is liar
     assert sampler._n_startup_trials == 10  # the rest of the sampler's config is as configured
 
 
 def test_a_sampler_without_constant_liar_is_built_as_configured(sweeper) -> None:
-    sampler = sweeper("hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random")._build_sampler()
+    sampler = sweeper("hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random").impl._build_sampler()
     assert isinstance(sampler, optuna.samplers.RandomSampler)

@@ -11,10 +11,15 @@ from hydra_plugins.hydra_optuna_sweeper.config import Direction, OptunaSweeperCo
 
 from svhn_sweep.constants import DEFAULT_STORAGE
 
+SAMPLER_NODE = "svhn_tpe"
+
 
 @dataclass
 class PersistentOptunaSweeperConf(OptunaSweeperConf):
     """The official sweeper's keys (sampler, params, n_trials = 20, ...) with this project's defaults."""
+
+    # The sampler node: svhn_tpe (TPE with constant_liar chosen by the trials in flight) unless one is chosen.
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": SAMPLER_NODE}])
 
     _target_: str = "hydra_plugins.svhn_sweep_optuna.sweeper.PersistentOptunaSweeper"
     # Trials maximise val accuracy.
@@ -49,8 +54,9 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
 
 @dataclass
 class TPESamplerConf(TPESamplerConfig):
-    """``hydra/sweeper/sampler=tpe`` (it replaces the official node of that name): its keys, with ``constant_liar``
-    null by default, which the sweeper turns on when several trials are in flight (``n_jobs`` > 1).
+    """``hydra/sweeper/sampler=svhn_tpe``, this sweeper's default: the official ``tpe`` node's keys, with
+    ``constant_liar`` null by default, which the sweeper turns on when several trials are in flight (``n_jobs`` > 1).
+    The official ``tpe`` node is left as it is, for every Hydra app; chosen here, its ``constant_liar`` is false.
 
     A trial in flight has no value yet; without the liar, TPE tends to propose one region for a whole batch.
     An explicit true or false is kept.
@@ -62,7 +68,6 @@ class TPESamplerConf(TPESamplerConfig):
 ConfigStore.instance().store(
     group="hydra/sweeper", name="svhn_optuna", node=PersistentOptunaSweeperConf, provider="svhn_sweep"
 )
-# Replaces the official node, stored when its module was imported (by the import above).
 ConfigStore.instance().store(
-    group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="svhn_sweep", replace=True
+    group="hydra/sweeper/sampler", name=SAMPLER_NODE, node=TPESamplerConf, provider="svhn_sweep"
 )

@@ -1,0 +1,556 @@
+"""hydra-optuna-sweeper, extended: a persistent study that resumes, pruned trials, workers that share a study.
+
+Imported when the sweeper is built (:mod:`.sweeper`), never by Hydra's plugin scan, which skips ``_`` modules.
+
+What the official sweeper does stays as it is (search-space parsing, samplers, ``optimization_results.yaml``);
+this subclass replaces only its loop:
+
+- the study lives in an RDB storage (SQLite by default) under a name derived from the experiment, so the same
+  command continues it until ``n_trials`` trials exist in total, across restarts and across workers;
+- every job is told its trial through ``sweep.study`` / ``sweep.storage`` / ``sweep.trial``; the job reports
+  val accuracy per epoch and raises ``optuna.TrialPruned`` when the pruner says so; the sweeper records PRUNED;
+- trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
+- ``enqueue`` lists trials evaluated first (checked against the space before any trial), and a
+  ``custom_search_space`` hook may return config values composed from its own parameters (conditional spaces);
+- a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
+  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
+  trials FAIL "interrupted: <signal>";
+- the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
+- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
+  batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
+- ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
+  least one batch): running trials finish, the final step follows, and the same command continues the study.
+
+It is svhn_sweep's sweeper, not a general one. What it knows of this project is in five named places:
+:meth:`PersistentOptunaSweeperImpl.setup` (``trainer.device``: whether CUDA devices count for ``n_jobs``),
+:meth:`~PersistentOptunaSweeperImpl._preflight` (``svhn_sweep.sweep.preflight``: config values, storage, folders, data,
+before the first trial), :meth:`~PersistentOptunaSweeperImpl._study_ref` (study naming from the ``model`` and ``data``
+choices), :meth:`~PersistentOptunaSweeperImpl._job_overrides` (the ``sweep.study`` / ``sweep.storage`` /
+``sweep.trial`` / ``sweep.slot`` keys of the task config, and ``trainer.num_threads`` to split the cores between
+parallel trials) and :meth:`~PersistentOptunaSweeperImpl._tell` (the task's :class:`StoppedEarly` return value).
+
+Private APIs used, each because no public one does the job:
+- ``hydra_plugins.hydra_optuna_sweeper._impl``: ``OptunaSweeperImpl`` (subclassed to keep the official search-space
+  parsing, sampler set-up and ``optimization_results.yaml``) with its ``_process_searchspace_config``,
+  ``_parse_sweeper_params_config``, ``_get_directions`` and ``custom_search_space_extender`` (``_configure_trials``
+  is replaced, to take hooks that compose values), and ``create_params_from_overrides``
+  (called per entry, so that an entry Optuna cannot sample is named);
+- ``hydra.core.override_parser.overrides_parser.OverridesParser``: to tell the fixed overrides from sweep ones,
+  as the official sweeper does;
+- ``optuna.trial.Trial._suggest`` and ``BaseDistribution._contains``: to sample a parsed distribution object as it
+  is (the official sweeper does the same) and to test an enqueued value against it before any trial;
+- ``optuna.storages.RDBStorage.record_heartbeat`` and ``optuna.storages.fail_stale_trials`` (public, experimental):
+  Optuna beats heartbeats only inside ``Study.optimize``, and this loop is ask-and-tell.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from omegaconf import DictConfig, OmegaConf, read_write
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import TrialState
+from sqlalchemy.engine import URL, make_url
+
+from svhn_sweep.constants import (
+    COMPOSED_ATTR,
+    DEFAULT_STORAGE,
+    ENQUEUED_ATTR,
+    ERROR_FILE,
+    MULTIRUN_FILE,
+    OVERRIDES_ATTR,
+    RESULTS_FILE,
+)
+from svhn_sweep.sweep.errors import ReportedError, reported
+from svhn_sweep.sweep.interrupts import signal_of
+from svhn_sweep.sweep.preflight import preflight
+from svhn_sweep.sweep.progress import FINISHED, SweepProgress
+from svhn_sweep.sweep.pruning import StoppedEarly
+from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
+from svhn_sweep.sweep.study import (
+    StudyRef,
+    absolute_storage_url,
+    derived_study_name,
+    masked,
+    study_lock,
+)
+
+log = logging.getLogger(__name__)
+
+FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
+ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
+RUN_DIR = "run_dir"
+
+
+class SweepFailedError(ReportedError):
+    """The sweep stopped because too many trials crashed, or none finished."""
+
+
+def search_space(entries: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+    """Parse the search space one entry at a time, so an entry Optuna cannot sample is named in the error."""
+    distributions: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    fixed_overrides: list[str] = []
+    for entry in entries:
+        try:
+            parsed = create_params_from_overrides([entry])
+        except Exception as error:
+            raise ReportedError(f"Search space entry '{entry}' cannot be sampled: {error}") from None
+        distributions.update(parsed[0])
+        fixed.update(parsed[1])
+        fixed_overrides += parsed[2]
+    for name in fixed:
+        distributions.pop(name, None)
+    return distributions, fixed, fixed_overrides
+
+
+def _choice_form(distribution: BaseDistribution | None, value: Any) -> Any:
+    """A list for a categorical of lists, as the search space writes its choices: ``[100]`` -> ``"[100]"``."""
+    if isinstance(distribution, CategoricalDistribution) and isinstance(value, list | tuple):
+        return _override_value(value)
+    return value
+
+
+def _override_value(value: Any) -> Any:
+    """A value as Hydra's override grammar reads it back: lists without spaces (``[256,128]``)."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(_override_value(v)) for v in value) + "]"
+    return value
+
+
+def _contains(distribution: BaseDistribution | None, value: Any) -> bool:
+    """Whether ``value`` lies in ``distribution`` (False for None: a parameter the space lacks)."""
+    if distribution is None:
+        return False
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
+    """``hydra/sweeper=svhn_optuna``'s implementation (built by :mod:`.sweeper`): see the module docstring."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int | None,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: Any,
+        heartbeat_interval: int,
+        grace_period: int,
+        wait_for_workers: bool,
+        trials_per_device: int,
+        timeout: Any,
+        enqueue: Any = (),
+    ) -> None:
+        super().__init__(
+            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+        )
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.wait_for_workers = wait_for_workers
+        self.enqueue: list[dict[str, Any]] = OmegaConf.to_container(OmegaConf.create(list(enqueue)))
+        self.trials_per_device = trials_per_device
+        self.timeout = timeout
+        self._started = time.monotonic()
+        self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here."""
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
+        with reported():
+            self.timeout = parse_timeout(self.timeout)
+            self.n_jobs = trials_in_flight(self.n_jobs, self.trials_per_device, devices)
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def _study_ref(self, params_conf: list[str]) -> StudyRef:
+        cwd = Path(self.config.hydra.runtime.cwd)
+        storage = self._without_password(absolute_storage_url(str(self.storage or DEFAULT_STORAGE), cwd))
+        if self.study_name:
+            return StudyRef(storage, str(self.study_name))
+        # The search space and the fixed overrides define the objective and name the study; how it is searched
+        # (the pruner), what follows it (the final step) and how it is watched (logger, trainer.quiet) do not.
+        experiment = [
+            o.input_line
+            for o in OverridesParser.create().parse_overrides(params_conf)
+            if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final", "logger")
+            and o.get_key_element() != "trainer.quiet"
+        ]
+        experiment.append(f"direction={self._get_directions()}")
+        if self.custom_search_space_extender is not None:  # the hook is part of the space
+            experiment.append(f"custom_search_space={self.config.hydra.sweeper.custom_search_space}")
+        choices = self.config.hydra.runtime.choices
+        name = derived_study_name(
+            self.config.hydra.job.config_name, choices.get("model", "model"), choices.get("data", "data"), experiment
+        )
+        return StudyRef(storage, name)
+
+    def _without_password(self, storage: str) -> str:
+        """The storage URL as printed and written everywhere: without its password, which goes to PostgreSQL's
+        client library through ``PGPASSWORD`` in this process's environment (the jobs' too: local ones inherit it).
+        """
+        url = make_url(storage)
+        if url.password is None:
+            return storage
+        if url.get_backend_name() != "postgresql":
+            raise ReportedError(
+                f"hydra.sweeper.storage={masked(storage)} has a password in its URL, which would be written into "
+                "the sweep folder; give it to the database client another way and drop it from the URL."
+            )
+        os.environ["PGPASSWORD"] = str(url.password)
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        storage = bare.render_as_string(hide_password=False)
+        hydra = self.config.hydra  # what Hydra saves, and recomposes each job's config from
+        with read_write(hydra.sweeper), read_write(hydra.overrides):
+            hydra.sweeper.storage = storage
+            hydra.overrides.hydra = [
+                *(o for o in hydra.overrides.hydra if not o.lstrip("+~").startswith("hydra.sweeper.storage=")),
+                f"hydra.sweeper.storage={storage}",
+            ]
+        self.storage = storage
+        return storage
+
+    def _job_overrides(self, ref: StudyRef) -> list[str]:
+        """What every job of this sweep is told: its study (``sweep.*``; the loop adds its trial and its place in
+        the batch, which picks its device), and a share of the machine's cores when trials run in parallel, unless
+        the user chose ``trainer.num_threads``.
+        """
+        link = [f"sweep.study={ref.study_name}", f"sweep.storage='{ref.storage}'"]
+        if self.n_jobs <= 1 or self.config.trainer.get("num_threads"):
+            return link
+        return [*link, f"trainer.num_threads={max(1, (os.cpu_count() or 1) // self.n_jobs)}"]
+
+    def _preflight(self, ref: StudyRef, sweep_dir: Path) -> None:
+        """The project's checks before the first trial, reported as messages: config values, folders, data."""
+        with reported():
+            preflight(self.config, ref, sweep_dir)
+
+    def _build_sampler(self) -> optuna.samplers.BaseSampler:
+        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong.
+
+        TPE's ``constant_liar`` left null is on exactly when trials run side by side (``n_jobs`` > 1).
+        """
+        liar = {}
+        if "constant_liar" in self.sampler and self.sampler.constant_liar is None:
+            liar["constant_liar"] = self.n_jobs > 1
+            log.info("TPE with constant_liar=%s (%d trial(s) in flight)", liar["constant_liar"], self.n_jobs)
+        try:
+            return instantiate(self.sampler, **liar, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+        except Exception as error:
+            raise ReportedError(f"hydra.sweeper.sampler cannot be built: {error}") from None
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> None:
+        """Ask, launch and tell batches of trials until the study has ``n_trials``, then write the results file."""
+        # Heartbeats and stale-trial handling are "experimental" in Optuna and meant for Study.optimize; they
+        # are what resume relies on here, with ask-and-tell.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        self._process_searchspace_config()
+        params_conf = self._parse_sweeper_params_config() + list(arguments)
+        distributions, fixed_params, fixed_overrides = search_space(params_conf)
+        enqueued = self._checked_enqueue(distributions, fixed_params)
+        ref = self._study_ref(params_conf)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        self._preflight(ref, sweep_dir)
+        sampler = self._build_sampler()
+        # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
+        (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
+        with study_lock(ref.storage, ref.study_name):
+            storage = ref.open_storage(self.heartbeat_interval, self.grace_period)
+            study = optuna.create_study(
+                study_name=ref.study_name,
+                storage=storage,
+                sampler=sampler,
+                directions=self._get_directions(),
+                load_if_exists=True,
+            )
+            self._enqueue(study, enqueued)
+        # What Optuna's clients (the dashboard) call the objectives.
+        study.set_metric_names(list(self.config.sweep.objectives))
+        ref.save(sweep_dir)
+        OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)  # as Hydra's own sweeper does; svhn-sweep-final reads it
+        optuna.storages.fail_stale_trials(study)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+        log.info(
+            "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
+        )
+        link = self._job_overrides(ref)
+        progress = SweepProgress(self.n_trials, self.n_jobs)
+
+        while batch := self._ask(study, ref):
+            overrides = [
+                [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                for slot, (trial, trial_overrides) in enumerate(
+                    zip(batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
+                )
+            ]
+            with self._told_on_interrupt(study, batch):
+                self._refuse_existing_run_dirs(sweep_dir, batch)
+                with self._heartbeat(storage, study, batch):
+                    returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
+            for trial, ret in zip(batch, returns, strict=True):
+                self._tell(study, trial, ret)
+                log.info(progress.line(study, trial.number))
+            self._check_failure_budget(study)
+
+        if self.wait_for_workers:
+            self._wait_for_other_workers(study)
+        self._finish(study, sweep_dir)
+
+    def _checked_enqueue(
+        self, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """``hydra.sweeper.enqueue``, values in the search space's form; one message on an entry the space cannot
+        take (a parameter it does not have, a value outside it), before any trial. A parameter the command line
+        fixed is left out of the entries (the fixed value holds for every trial). The hook's parameters are known
+        only by running it: each entry is tried on a trial of a throw-away in-memory study.
+        """
+        entries = []
+        for index, raw in enumerate(self.enqueue):
+            entry = {
+                name: _choice_form(distributions.get(name), value)
+                for name, value in raw.items()
+                if name not in fixed_params
+            }
+            if not entry:
+                continue
+            verbosity = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            try:
+                probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+                # values outside a categorical would stop the probe: they are named below instead
+                probe.enqueue_trial(
+                    {k: v for k, v in entry.items() if k not in distributions or _contains(distributions[k], v)}
+                )
+                trial = probe.ask()
+                with warnings.catch_warnings():  # Optuna's "out of range" warning: the check below says it better
+                    warnings.simplefilter("ignore")
+                    self._trial_values(trial, distributions, {})
+            except ValueError as error:  # e.g. a choice of the hook's that is not among its choices
+                raise ReportedError(f"hydra.sweeper.enqueue[{index}] {raw} cannot be evaluated: {error}") from None
+            finally:
+                optuna.logging.set_verbosity(verbosity)
+            space = {**trial.distributions, **distributions}
+            unknown = sorted(set(entry) - set(space))
+            outside = [
+                f"{k}={v!r} (space: {space[k]})" for k, v in entry.items() if k in space and not _contains(space[k], v)
+            ]
+            if unknown or outside:
+                problem = (
+                    f"parameter(s) {unknown} the search space does not have (it has {sorted(space)})"
+                    if unknown
+                    else "value(s) outside the search space: " + "; ".join(outside)
+                )
+                raise ReportedError(
+                    f"hydra.sweeper.enqueue[{index}] {raw} names {problem}. Fix the entry or the search space, or "
+                    "enqueue nothing (hydra.sweeper.enqueue=[]); nothing has run."
+                )
+            entries.append(entry)
+        return entries
+
+    def _enqueue(self, study: optuna.Study, entries: list[dict[str, Any]]) -> None:
+        """Enqueue the entries the study does not have yet (a resume enqueues nothing twice), while it has room."""
+        for entry in entries:
+            if len(study.get_trials(deepcopy=False)) >= self.n_trials:
+                return
+            study.enqueue_trial(entry, user_attrs={ENQUEUED_ATTR: True}, skip_if_exists=True)
+
+    def _configure_trials(
+        self,
+        trials: list[optuna.Trial],
+        search_space_distributions: dict[str, BaseDistribution],
+        fixed_params: dict[str, Any],
+        fixed_overrides: list[str],
+    ) -> Sequence[Sequence[str]]:
+        """Each trial's overrides: its searched values (recorded as its ``overrides``), then the fixed ones."""
+        overrides = []
+        for trial in trials:
+            values = self._trial_values(trial, search_space_distributions, fixed_params)
+            searched = [
+                f"{name}={_override_value(value)}" for name, value in values.items() if name not in fixed_params
+            ]
+            trial.set_user_attr(OVERRIDES_ATTR, searched)
+            overrides.append([*searched, *(f"{n}={v}" for n, v in fixed_params.items()), *fixed_overrides])
+        return overrides
+
+    def _trial_values(
+        self, trial: optuna.Trial, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Sample a trial: the space's parameters, then ``custom_search_space``'s. The hook either follows the
+        official contract (returns None: every parameter it suggests is a config key) or ours (returns a dict of
+        config keys composed from its own parameters, e.g. layer widths into ``model.hidden_sizes``; recorded as
+        the trial's ``composed`` user attr).
+        """
+        for name, distribution in distributions.items():
+            trial._suggest(name, distribution)
+        searched = dict(trial.params)
+        composed = None
+        if self.custom_search_space_extender is not None:
+            composed = self.custom_search_space_extender(self.config, trial)
+        if composed is None:
+            return {**trial.params, **fixed_params}
+        trial.set_user_attr(COMPOSED_ATTR, composed)
+        return {**searched, **composed, **fixed_params}
+
+    def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
+        """Up to n_jobs new trials, never more than n_trials in the study (counting and asking under a lock);
+        none once the time budget is spent.
+        """
+        if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
+            log.info(
+                "Time budget %s=%gs spent (%.1f s): no new trials; the same command continues the study.",
+                TIMEOUT_KEY,
+                self.timeout,
+                spent,
+            )
+            return []
+        with study_lock(ref.storage, ref.study_name):
+            optuna.storages.fail_stale_trials(study)
+            # enqueued trials still WAITING are what the next ask() returns, not trials on top of n_trials
+            asked = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            remaining = self.n_trials - len(asked)
+            batch = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+        self._asked += len(batch)
+        return batch
+
+    def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
+        """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""
+        taken = [str(sweep_dir / str(t.number)) for t in batch if (sweep_dir / str(t.number)).exists()]
+        if taken:
+            raise SweepFailedError(
+                f"Run folder(s) {taken} already exist from another sweep; set a new "
+                "hydra.sweep.dir (the default one is unique per second)."
+            )
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve() if ret.hydra_cfg else None
+        if run_dir is not None:
+            trial.set_user_attr(RUN_DIR, str(run_dir))
+        try:
+            value = ret.return_value
+        except Exception as error:
+            trial.set_user_attr(FAIL_REASON, f"{ERROR}: {type(error).__name__}: {error}")
+            study.tell(trial, state=TrialState.FAIL)
+            if run_dir is not None:
+                (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
+            log.error(
+                "Trial %d failed: %s: %s (traceback in %s/error.txt)",
+                trial.number,
+                type(error).__name__,
+                error,
+                run_dir,
+            )
+            return
+        if isinstance(value, StoppedEarly) and value.state == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+        elif isinstance(value, StoppedEarly):
+            trial.set_user_attr(FAIL_REASON, f"{DIVERGED}: {value.reason}")
+            study.tell(trial, state=TrialState.FAIL)
+        elif isinstance(value, tuple):  # sweep.objectives with the parameter count
+            study.tell(trial, [float(v) for v in value])
+        else:
+            study.tell(trial, float(value))
+
+    def _check_failure_budget(self, study: optuna.Study) -> None:
+        """Only crashes count: divergence is the config's verdict, a killed or interrupted run is not the trial's."""
+        crashed = [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if str(t.user_attrs.get(FAIL_REASON, "")).startswith(ERROR)
+        ]
+        if len(crashed) > self.max_failure_rate * self.n_trials:
+            raise SweepFailedError(
+                f"{len(crashed)} trials failed ({', '.join(map(str, crashed))}), more than "
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of {self.n_trials} trials allows. "
+                "See error.txt in their run folders; finished trials are kept, and the same command resumes."
+            )
+
+    def _wait_for_other_workers(self, study: optuna.Study) -> None:
+        """Trials other workers still run belong to this sweep's result: wait (stale ones turn FAIL)."""
+        while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            log.info("Waiting for %d trial(s) of other workers: %s", len(running), [t.number for t in running])
+            time.sleep(max(1, min(10, self.heartbeat_interval)))
+            optuna.storages.fail_stale_trials(study)
+
+    def _finish(self, study: optuna.Study, sweep_dir: Path) -> None:
+        trials = study.get_trials(deepcopy=False)
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            reasons = {t.number: t.user_attrs.get(FAIL_REASON, t.state.name) for t in trials}
+            raise SweepFailedError(
+                f"No trial of study {study.study_name} completed, so there is no best config to retrain: {reasons}"
+            )
+        if len(study.directions) > 1:  # as the official sweeper writes a multi-objective result: the front
+            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            log.info("Pareto front: %d trials (%s)", len(front), [t.number for t in study.best_trials])
+            OmegaConf.save(OmegaConf.create({"name": "optuna", "solutions": front}), sweep_dir / RESULTS_FILE)
+            return
+        best = study.best_trial
+        log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
+        OmegaConf.save(
+            OmegaConf.create({"name": "optuna", "best_params": best.params, "best_value": best.value}),
+            sweep_dir / RESULTS_FILE,
+        )
+
+    # -- bookkeeping around a running batch -------------------------------------------------------------
+    @contextmanager
+    def _heartbeat(
+        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
+    ) -> Iterator[None]:
+        study_id = storage.get_study_id_from_name(study.study_name)
+        trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.is_set():
+                for trial_id in trial_ids:
+                    storage.record_heartbeat(trial_id)
+                stop.wait(self.heartbeat_interval)
+
+        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    @contextmanager
+    def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>"."""
+        try:
+            yield
+        except BaseException as interrupt:
+            cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
+            for trial in trials:
+                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {cause}")
+                study.tell(trial, state=TrialState.FAIL)
+            log.warning(
+                "Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command to resume.",
+                cause,
+                [t.number for t in trials],
+            )
+            raise
