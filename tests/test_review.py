@@ -74,15 +74,16 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     assert sorted(table["trial"]) == [0, 1, 2, 3]
     for _, rows in table.groupby("state", sort=False):  # complete trials first, each state best first
         assert rows["val_accuracy"].is_monotonic_decreasing
+    ref = StudyRef.from_sweep_dir(sweep.dir)
     for row in table.itertuples():
         trial = study.trials[row.trial]
-        metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+        run_dir = ref.run_dir(trial.user_attrs["run_dir"])
+        metrics = json.loads((run_dir / "metrics.json").read_text())
         assert row.state == trial.state.name and row.val_accuracy == trial.value == metrics["val_accuracy"]
         assert row.lr == trial.params["optimizer.lr"] and row.hidden_sizes == trial.params["model.hidden_sizes"]
-        assert row.epochs == metrics["epochs"] == 2 and row.run_dir == trial.user_attrs["run_dir"]
+        assert row.epochs == metrics["epochs"] == 2 and row.run_dir == str(run_dir)
         assert row.duration_s == pytest.approx(trial.duration.total_seconds(), abs=0.01)
 
-    ref = StudyRef.from_sweep_dir(sweep.dir)
     pd.testing.assert_frame_equal(load_sweep(storage=ref.storage, study_name=ref.study_name), table)
     with pytest.raises(ValueError, match="either a sweep folder or both"):
         load_sweep(storage=ref.storage)

@@ -43,9 +43,9 @@ CONFIG_DIR = str(Path(__file__).parent.parent / "conf")
 
 # Where ``_target_`` may point (Hydra's execution whitelist): the classes this project builds, by name or by a
 # package that holds only such classes (its models, data sources, loggers and end-of-sweep callback; torch's
-# optimizers and schedulers; Optuna's pruners and samplers; the Hydra plugins it uses), plus what the user trusts
-# in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is how a model class of your own
-# gets in. The environment, not the config, grants it: configs can be shared.
+# optimizers and schedulers; Optuna's pruners and samplers; its search-space hooks; the Hydra plugins it uses),
+# plus what the user trusts in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is how
+# a model class of your own gets in. The environment, not the config, grants it: configs can be shared.
 TRUSTED_ENV = "SVHN_SWEEP_TRUSTED_TARGETS"
 USER_TRUSTED = [target.strip() for target in os.environ.get(TRUSTED_ENV, "").split(",") if target.strip()]
 TRUSTED_TARGETS = [
@@ -55,6 +55,7 @@ TRUSTED_TARGETS = [
     "svhn_sweep.sweep.loggers.TensorBoardLogger",
     "svhn_sweep.sweep.loggers.MLflowLogger",
     "svhn_sweep.final.RetrainBest",
+    "svhn_sweep.sweep.space.*",  # search-space hooks (hydra.sweeper.custom_search_space)
     "torch.optim.*",
     "optuna.pruners.*",
     "optuna.samplers.*",
