@@ -58,7 +58,7 @@ class RetrainBest(Callback):
         try:
             ref = StudyRef.from_sweep_dir(sweep_dir)
             study = ref.load()
-            trials = trials_table(study)
+            trials = trials_table(study, sweep_dir)
             trials.to_csv(sweep_dir / TRIALS_CSV, index=False)
             if finished and config.final.enabled:
                 final_step(config, ref, study, sweep_dir / FINAL_DIR)
@@ -126,15 +126,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    recorded = False
     try:
         with terminating_signals_interrupt():
             metrics, final_dir, study = redo_final_step(args.sweep_dir, args.overrides)
+            recorded = True
+            print(final_line(metrics, trials_table(study, args.sweep_dir), args.sweep_dir, final_dir))
+            write_plots(args.sweep_dir, study)  # the sweep folder's figures show the study's final step: this one
     except (UserError, HydraException, FileNotFoundError, KeyError) as error:
         sys.exit(f"svhn-sweep-final: {error}")
     except KeyboardInterrupt as interrupt:
-        print("Interrupted; nothing was recorded. Run the same command again.", file=sys.stderr)
+        done = f"the final step is recorded; svhn-sweep-report {args.sweep_dir} --plots draws the figures"
+        print(
+            f"Interrupted; {done if recorded else 'nothing was recorded. Run the same command again'}.", file=sys.stderr
+        )
         sys.exit(exit_status(interrupt))
-    print(final_line({**metrics, "final_dir": str(final_dir.resolve())}, trials_table(study), args.sweep_dir))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from PIL import Image
 
 from svhn_sweep.constants import NUM_CLASSES
 from svhn_sweep.core.errors import UserError
+from svhn_sweep.review.cli import add_final_option, missing_study
 from svhn_sweep.review.model import load_final_model
 
 
@@ -33,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="a finished sweep, outputs/sweeps/<date_time>")
     cli.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...; any size)")
     cli.add_argument("--top", type=_top, default=1, metavar="K", help="print the K most probable digits (default 1)")
+    add_final_option(cli)
     return cli
 
 
@@ -50,9 +52,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli = parser()
     args = cli.parse_args(argv)
     try:
-        final = load_final_model(args.sweep_dir)
-    except UserError as error:
+        final = load_final_model(args.sweep_dir, final_dir=args.final)
+    except (UserError, FileNotFoundError) as error:  # no final model; not a sweep folder; a storage unusable
         cli.exit(2, f"{cli.prog}: error: {error}\n")
+    except KeyError:
+        cli.exit(2, f"{cli.prog}: error: {missing_study(args.sweep_dir)}\n")
     paths, images = [], []
     for path in args.images:
         try:

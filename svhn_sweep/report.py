@@ -16,8 +16,8 @@ from typing import NoReturn
 
 import optuna
 
-from svhn_sweep.constants import STUDY_FILE
 from svhn_sweep.core.errors import UserError
+from svhn_sweep.review.cli import add_final_option, missing_study
 from svhn_sweep.review.plots import write_plots
 from svhn_sweep.review.results import open_study, trials_table
 from svhn_sweep.review.summary import printable, summary
@@ -62,6 +62,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="PRED,TRUTH",
         help="also draw the error gallery of this (predicted, truth) pair, e.g. 6,8; implies --plots",
     )
+    add_final_option(cli)
     return cli
 
 
@@ -95,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (FileNotFoundError, UserError) as error:  # not a sweep folder; a storage that cannot be used
         fail(str(error))
     except KeyError:
-        fail(f"the study named in {args.sweep_dir / STUDY_FILE} is not in its storage (deleted, or another database)")
-    trials = trials_table(study)
-    show(summary(study, trials, args.sweep_dir, args.top))
+        fail(missing_study(args.sweep_dir))
+    trials = trials_table(study, args.sweep_dir)
+    show(summary(study, trials, args.sweep_dir, args.top, final_dir=args.final))
     if args.csv:
         trials.to_csv(args.csv, index=False)
     if args.parquet:
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         show(f"Wrote {path}")
     if args.plots or args.pair:
         try:
-            paths = write_plots(args.sweep_dir, study, pairs=args.pair)
+            paths = write_plots(args.sweep_dir, study, pairs=args.pair, final_dir=args.final)
         except (FileNotFoundError, UserError) as error:
             fail(str(error))
         show(f"Wrote {len(paths)} figures into {paths[0].parent}: {', '.join(p.name for p in paths)}")

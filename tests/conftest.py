@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -171,3 +172,10 @@ def postgres_url() -> Iterator[str]:
         )
     yield url
     server.__exit__(None, None, None)
+
+
+def run_folder(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
+    """A trial's run folder, as the study records it (relative to an SQLite study's folder)."""
+    from svhn_sweep.sweep.study import StudyRef
+
+    return StudyRef.of(study).run_dir(trial.user_attrs["run_dir"])

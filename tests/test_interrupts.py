@@ -45,6 +45,12 @@ def the_study(cwd: Path, process: subprocess.Popen[str]) -> optuna.Study:
     return StudyRef.from_sweep_dir(next(cwd.glob("outputs/sweeps/*/study.yaml")).parent).load()
 
 
+def recorded_path(in_sweep: Path, recorded: str) -> Path:
+    """A folder the study recorded (relative to its SQLite file's folder), as every reader finds it."""
+    sweep_dir = next(folder for folder in (in_sweep, *in_sweep.parents) if (folder / "study.yaml").exists())
+    return StudyRef.from_sweep_dir(sweep_dir).run_dir(recorded).resolve()
+
+
 def finals(cwd: Path) -> list[Path]:
     return sorted(cwd.glob("outputs/sweeps/*/final*/metrics.json"))
 
@@ -81,7 +87,7 @@ def test_a_signal_during_the_final_step_gives_it_back_and_the_same_command_does_
     assert again.returncode == 0, again.stderr[-3000:]
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]  # no new trial: the study had n_trials
     (final,) = finals(tmp_path)
-    assert study.user_attrs[RESULT_ATTR]["final_dir"] == str(final.parent)
+    assert recorded_path(final.parent, study.user_attrs[RESULT_ATTR]["final_dir"]) == final.parent.resolve()
     assert f"test accuracy {study.user_attrs[RESULT_ATTR]['test_accuracy']:.4f}" in again.stdout
 
 
@@ -103,8 +109,9 @@ def test_kill_9_during_the_final_step_then_the_same_command_takes_it_over_and_sv
     assert f"Taking over the final step from {dead_lease['holder']}" in again.stdout
     (final,) = finals(tmp_path)
     result = study.user_attrs[RESULT_ATTR]
-    assert result["final_dir"] == str(final.parent) and result["n_trials"] == 1 and result["trial"] == 0
-    assert Path(result["model"]).exists() and study.user_attrs[LEASE_ATTR] is None
+    assert recorded_path(final.parent, result["final_dir"]) == final.parent.resolve()
+    assert result["n_trials"] == 1 and result["trial"] == 0
+    assert recorded_path(final.parent, result["model"]).exists() and study.user_attrs[LEASE_ATTR] is None
     report.main([str(Path(dead_lease["holder"]).parent)])  # the killed sweep's folder has no final: the study's
     assert f"test accuracy {result['test_accuracy']:.4f}, in {final.parent}" in capsys.readouterr().out
 
@@ -121,7 +128,7 @@ def test_kill_9_during_the_final_step_then_the_same_command_takes_it_over_and_sv
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert final.read_bytes() == before  # never over the first
     redone = study.user_attrs[RESULT_ATTR]
-    assert redone["final_dir"] == str(sweep_dir / "final-2") and redone["epochs"] == 1
+    assert recorded_path(sweep_dir, redone["final_dir"]) == (sweep_dir / "final-2").resolve() and redone["epochs"] == 1
     assert f"test accuracy {redone['test_accuracy']:.4f}" in redo.stdout and "final-2" in redo.stdout
 
 

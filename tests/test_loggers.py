@@ -19,7 +19,7 @@ from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.review.results import final_metrics, open_study
 from svhn_sweep.sweep.loggers import MLflowLogger, RunRecord, TensorBoardLogger, run_logger
 from svhn_sweep.sweep.trial import train_and_validate
-from tests.conftest import free_port
+from tests.conftest import free_port, run_folder
 
 HISTORY = [{"epoch": 1, "loss": 1.5, "train_acc": 0.3, "val_acc": 0.25, "lr": 0.1, "seconds": 1.0}]
 EPOCHS = {"loss": "loss", "train_acc": "train_acc", "val_acc": "val_acc"}  # metrics.json key -> tracker's key
@@ -58,7 +58,7 @@ def test_a_sweep_is_read_back_from_tensorboard_then_mlflow(run_main, small_data,
     assert {run.name for run in group.iterdir()} == {"trial_0", "trial_1", "final"}
     for trial in study.trials:
         events, hparams = tensorboard_run(group / f"trial_{trial.number}")
-        history = run_history(trial.user_attrs["run_dir"])
+        history = run_history(run_folder(study, trial))
         for ours, theirs in EPOCHS.items():
             assert same_curve([(e.step, e.value) for e in events.Scalars(theirs)], history, ours)
         assert events.Scalars("val_accuracy")[-1].value == pytest.approx(trial.value)
@@ -86,7 +86,7 @@ def test_a_sweep_is_read_back_from_tensorboard_then_mlflow(run_main, small_data,
     client = MlflowClient()
     for ours, theirs in EPOCHS.items():
         logged = sorted((m.step, m.value) for m in client.get_metric_history(row["run_id"], theirs))
-        assert same_curve(logged, run_history(trial.user_attrs["run_dir"]), ours)
+        assert same_curve(logged, run_history(run_folder(study, trial)), ours)
     final = runs.loc["final"]
     assert final["metrics.test_accuracy"] == pytest.approx(final_metrics(second)["test_accuracy"])
     artifacts = {a.path: a.file_size for a in client.list_artifacts(final["run_id"])}

@@ -77,7 +77,10 @@ def test_a_folder_without_a_final_model_is_one_line(tmp_path: Path, capsys) -> N
         predict.main([str(tmp_path), str(tmp_path / "any.png")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1
-    assert f"{tmp_path / 'final' / 'config.yaml'} not found" in err
+    assert f"{tmp_path / 'study.yaml'} not found: {tmp_path} is not a sweep folder" in err
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(tmp_path), str(tmp_path / "any.png"), "--final", "final-2"])
+    assert exit_info.value.code == 2 and f"{tmp_path / 'final-2' / 'config.yaml'} not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         predict.main([str(tmp_path), "any.png", "--top", "11"])
     assert exit_info.value.code == 2 and "from 1 to 10" in capsys.readouterr().err

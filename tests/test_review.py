@@ -26,9 +26,10 @@ from optuna.trial import TrialState
 from svhn_sweep import final, report
 from svhn_sweep.core.data import SyntheticSource
 from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
-from svhn_sweep.review.plots import confusion_matrix_figure, error_gallery
+from svhn_sweep.review.plots import confusion_matrix_figure, error_gallery, param_importances
 from svhn_sweep.review.results import (
     HISTORY_COLUMNS,
+    IMPORTANCE_EVALUATOR,
     final_metrics,
     history_table,
     importance_table,
@@ -36,6 +37,7 @@ from svhn_sweep.review.results import (
     open_study,
     trials_table,
 )
+from svhn_sweep.review.summary import summary
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import REPO, TEST_SIZE, TRAIN_SIZE, Sweep
 
@@ -72,15 +74,16 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     assert sorted(table["trial"]) == [0, 1, 2, 3]
     for _, rows in table.groupby("state", sort=False):  # complete trials first, each state best first
         assert rows["val_accuracy"].is_monotonic_decreasing
+    ref = StudyRef.from_sweep_dir(sweep.dir)
     for row in table.itertuples():
         trial = study.trials[row.trial]
-        metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+        run_dir = ref.run_dir(trial.user_attrs["run_dir"])
+        metrics = json.loads((run_dir / "metrics.json").read_text())
         assert row.state == trial.state.name and row.val_accuracy == trial.value == metrics["val_accuracy"]
         assert row.lr == trial.params["optimizer.lr"] and row.hidden_sizes == trial.params["model.hidden_sizes"]
-        assert row.epochs == metrics["epochs"] == 2 and row.run_dir == trial.user_attrs["run_dir"]
+        assert row.epochs == metrics["epochs"] == 2 and row.run_dir == str(run_dir)
         assert row.duration_s == pytest.approx(trial.duration.total_seconds(), abs=0.01)
 
-    ref = StudyRef.from_sweep_dir(sweep.dir)
     pd.testing.assert_frame_equal(load_sweep(storage=ref.storage, study_name=ref.study_name), table)
     with pytest.raises(ValueError, match="either a sweep folder or both"):
         load_sweep(storage=ref.storage)
@@ -328,3 +331,22 @@ def test_a_failure_at_the_end_of_a_finished_sweep_is_exit_code_1_not_a_warning(
         final.RetrainBest().on_multirun_end(config)  # the study has its final result: straight to figures
     assert exit_info.value.code == 1 and "no space left for figures" in caplog.text
     assert (copy / "trials.csv").exists()
+
+
+def test_the_importances_are_the_named_evaluators_whatever_optuna_defaults_to(capsys) -> None:
+    """PED-ANOVA, passed explicitly: the table, the report and the figure name it, and the numbers are its own (the
+    default evaluator differs between the Optuna versions the project allows).
+    """
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "opt": CategoricalDistribution(["sgd", "adam"])}
+    for number in range(30):
+        trial = study.ask(distributions)
+        study.tell(trial, trial.params["lr"] * 10 + (0.3 if trial.params["opt"] == "adam" else 0.0) + number * 1e-4)
+    table = importance_table(study)
+    expected = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    assert dict(zip(table["parameter"], table["importance"], strict=True)) == pytest.approx(expected)
+    assert IMPORTANCE_EVALUATOR == "PED-ANOVA"
+    assert f"Parameter importances ({IMPORTANCE_EVALUATOR} over the complete trials)" in summary(
+        study, trials_table(study), Path("nowhere")
+    )
+    assert IMPORTANCE_EVALUATOR in param_importances(table).axes[0].get_xlabel()

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from svhn_sweep.review.results import load_sweep
 from svhn_sweep.sweep.study import StudyRef
-from tests.conftest import run_cli, start_cli
+from tests.conftest import run_cli, run_folder, start_cli
 
 pytestmark = pytest.mark.slow  # each test runs the real command in a subprocess
 
@@ -76,7 +76,7 @@ def test_pruned_trials_are_recorded_as_pruned_and_stop_early(small_data, tmp_pat
     assert TrialState.PRUNED in states.values() and TrialState.COMPLETE in states.values()
     table = load_sweep(sweep_dirs(tmp_path)[-1]).set_index("trial")
     for trial in study.trials:
-        metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+        metrics = json.loads((run_folder(study, trial) / "metrics.json").read_text())
         assert table.loc[trial.number, "state"] == trial.state.name
         if trial.state == TrialState.PRUNED:
             assert metrics["status"] == "pruned" and metrics["epochs"] < 4
@@ -99,9 +99,7 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
     study = study_of(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6  # sweep.pruner=none: nothing pruned
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
-    processes = [
-        json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"] for t in study.trials
-    ]
+    processes = [json.loads((run_folder(study, t) / "metrics.json").read_text())["process"] for t in study.trials]
     assert {p["pid"] for p in processes} != {os.getpid()} and len({p["pid"] for p in processes}) >= 2
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
@@ -110,7 +108,7 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
     slots = [
         next(
             o
-            for o in yaml.safe_load((Path(t.user_attrs["run_dir"]) / ".hydra" / "overrides.yaml").read_text())
+            for o in yaml.safe_load((run_folder(study, t) / ".hydra" / "overrides.yaml").read_text())
             if o.startswith("sweep.slot=")
         )
         for t in study.trials

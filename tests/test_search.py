@@ -5,6 +5,7 @@ conditional layer space, two objectives and the final step's choice.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -13,9 +14,10 @@ from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.core.train import EpochStats
 from svhn_sweep.review.results import open_study, pareto_table, trials_table
-from svhn_sweep.sweep.config import build
+from svhn_sweep.sweep.config import CONFIG_DIR, build, validate
 from svhn_sweep.sweep.pruning import trial_reporter
 from svhn_sweep.sweep.retrain import selected_trial
 from svhn_sweep.sweep.space import MAX_LAYERS, MAX_WIDTH, MIN_WIDTH, mlp_layers
@@ -170,3 +172,28 @@ def test_the_pruning_benchmark_replays_a_pruner_as_a_sweep_asks_it() -> None:
     median = build_pruner("median:n_startup_trials=5", epochs=3)
     assert isinstance(median, optuna.pruners.MedianPruner) and median._n_startup_trials == 5
     assert replay(curves, median)["epochs"] == 12  # fewer finished trials than start-up trials: nothing pruned
+
+
+# -- the pruners, as train.yaml and the error message list them ------------------------------------------------
+PRUNER_OPTIONS = sorted(path.stem for path in Path(CONFIG_DIR, "sweep", "pruner").glob("*.yaml"))
+
+
+def test_train_yaml_and_the_pruner_error_list_every_pruner_option(compose_cfg) -> None:
+    (comment,) = [line for line in Path(CONFIG_DIR, "train.yaml").read_text().splitlines() if "sweep/pruner:" in line]
+    assert sorted(name.strip() for name in comment.split("#")[1].split("|")) == PRUNER_OPTIONS
+    with pytest.raises(ConfigError) as error:
+        validate(compose_cfg("sweep.pruner=5"))
+    listed = re.search(r"sweep/pruner=([\w|]+)", str(error.value)).group(1).split("|")
+    assert sorted([*listed, "none"]) == PRUNER_OPTIONS
+
+
+@pytest.mark.parametrize("option", ["median", "percentile"])
+def test_median_and_percentile_judge_a_trial_from_its_first_epoch(compose_cfg, option: str) -> None:
+    """As their YAML files say: once the start-up trials finished, a trial behind at epoch 1 is pruned at epoch 1."""
+    pruner = build(compose_cfg(f"sweep/pruner={option}").sweep.pruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(pruner._n_startup_trials):
+        study.add_trial(create_trial(value=0.9, intermediate_values={1: 0.9, 2: 0.9}))
+    behind = study.ask()
+    behind.report(0.1, step=1)
+    assert behind.should_prune()

@@ -16,10 +16,11 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, IMAGE_SHAPE, MODEL_FILE
+from svhn_sweep.constants import CONFIG_FILE, IMAGE_SHAPE, MODEL_FILE
 from svhn_sweep.core.data import Normalizer
 from svhn_sweep.core.errors import UserError
 from svhn_sweep.core.train import EVAL_BATCH_SIZE
+from svhn_sweep.review.results import final_folder
 from svhn_sweep.sweep.config import build
 
 
@@ -57,21 +58,29 @@ class FinalModel:
         return torch.cat([self.model(self.normalize(chunk)).softmax(1) for chunk in pixels.split(batch_size)])
 
 
-def load_final_model(sweep_dir: str | Path, device: str | torch.device = "cpu") -> FinalModel:
-    """The retrained best config of a sweep folder (``final/config.yaml`` + ``final/model.pt``), in eval mode.
+def load_final_model(
+    sweep_dir: str | Path, device: str | torch.device = "cpu", final_dir: str | Path | None = None
+) -> FinalModel:
+    """The retrained best config of a sweep folder (``config.yaml`` + ``model.pt`` of the final step the study
+    records, the newest that finished; ``final_dir="final-2"`` for another), in eval mode.
 
-    Raises :class:`~svhn_sweep.core.errors.UserError` naming the file when the folder has no final model.
+    Raises :class:`~svhn_sweep.core.errors.UserError` naming the file when there is no final model.
     """
-    final_dir = Path(sweep_dir) / FINAL_DIR
+    folder = final_folder(sweep_dir, final_dir)
+    if folder is None:
+        raise UserError(
+            f"The study of {sweep_dir} records no final step (yet): it runs when the sweep finishes. Give the "
+            "folder of a finished sweep (outputs/sweeps/<date_time>), or a final folder of it (final_dir=/--final)."
+        )
     for name in (CONFIG_FILE, MODEL_FILE):
-        if not (final_dir / name).exists():
+        if not (folder / name).exists():
             raise UserError(
-                f"{final_dir / name} not found: {sweep_dir} has no final model (yet). It is written when the "
-                "sweep finishes; give the folder of a finished sweep (outputs/sweeps/<date_time>)."
+                f"{folder / name} not found: {sweep_dir} has no such final model. It is written when the sweep "
+                "finishes; give the folder of a finished sweep (outputs/sweeps/<date_time>)."
             )
-    config = OmegaConf.load(final_dir / CONFIG_FILE)
+    config = OmegaConf.load(folder / CONFIG_FILE)
     model = build(config.model)
-    model.load_state_dict(torch.load(final_dir / MODEL_FILE, map_location=device, weights_only=True))
+    model.load_state_dict(torch.load(folder / MODEL_FILE, map_location=device, weights_only=True))
     model.to(device).eval()
     normalize = Normalizer(config.data.mean, config.data.std, device)
     return FinalModel(model, svhn_crop_transform(), normalize, config, torch.device(device))

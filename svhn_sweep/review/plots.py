@@ -18,10 +18,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 
-from svhn_sweep.constants import CONFIG_FILE, FINAL_DIR, PLOTS_DIR, PREDICTIONS_FILE
+from svhn_sweep.constants import CONFIG_FILE, PLOTS_DIR, PREDICTIONS_FILE
 from svhn_sweep.core.data import DataError
 from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
-from svhn_sweep.review.results import history_table, importance_table, pareto_table, trials_table
+from svhn_sweep.review.results import (
+    IMPORTANCE_EVALUATOR,
+    final_folder,
+    history_table,
+    importance_table,
+    pareto_table,
+    trials_table,
+)
 from svhn_sweep.sweep.config import build
 
 log = logging.getLogger(__name__)
@@ -65,7 +72,11 @@ def param_importances(importance: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(7, 0.4 * len(importance) + 1.5), layout="constrained")
     ax = fig.add_subplot()
     importance.set_index("parameter")["importance"].iloc[::-1].plot.barh(ax=ax)
-    ax.set(xlabel="importance for val accuracy (PED-ANOVA, complete trials)", ylabel="", title="Parameter importances")
+    ax.set(
+        xlabel=f"importance for val accuracy ({IMPORTANCE_EVALUATOR}, complete trials)",
+        ylabel="",
+        title="Parameter importances",
+    )
     return fig
 
 
@@ -148,14 +159,20 @@ def load_test_images(final_dir: Path, truth: np.ndarray) -> np.ndarray:
 
 
 def write_plots(
-    sweep_dir: Path, study: optuna.Study, pairs: Sequence[tuple[int, int]] = (), top: int = 5, confusions: int = 3
+    sweep_dir: Path,
+    study: optuna.Study,
+    pairs: Sequence[tuple[int, int]] = (),
+    top: int = 5,
+    confusions: int = 3,
+    final_dir: str | Path | None = None,
 ) -> list[Path]:
     """Draw into ``<sweep>/plots/`` every figure the folder has the data for: the optimisation history, the
-    importances (from 2 complete trials), the learning curves of the ``top`` trials; after the final retrain,
-    the confusion matrix and the error galleries of its ``confusions`` most frequent mistakes and of ``pairs``
-    (predicted, truth). Returns the files written.
+    importances (from 2 complete trials), the learning curves of the ``top`` trials; after the final retrain
+    (the study's, or ``final_dir``: see :func:`~svhn_sweep.review.results.final_folder`), the confusion matrix
+    and the error galleries of its ``confusions`` most frequent mistakes and of ``pairs`` (predicted, truth).
+    Returns the files written.
     """
-    trials = trials_table(study)
+    trials = trials_table(study, sweep_dir)
     figures = {"optimization_history": optimization_history(trials)}
     front = pareto_table(trials, study)
     if len(front):
@@ -166,22 +183,23 @@ def write_plots(
     else:
         figures["param_importances"] = param_importances(importance)
     best = trials.loc[trials["state"] == "COMPLETE", "trial"].head(top).tolist()
-    history = history_table(study)
+    history = history_table(study, sweep_dir)
     if best and history["trial"].isin(best).any():
         figures["learning_curves"] = learning_curves(history, best)
 
-    final_dir = Path(sweep_dir) / FINAL_DIR
-    if (final_dir / PREDICTIONS_FILE).exists():
-        predictions, truth = load_test_predictions(final_dir)
+    final = final_folder(sweep_dir, final_dir, study)
+    if final is not None and (final / PREDICTIONS_FILE).exists():
+        predictions, truth = load_test_predictions(final)
         matrix = confusion_matrix(predictions, truth)
         figures["confusion_matrix"] = confusion_matrix_figure(matrix)
-        images = load_test_images(final_dir, truth)
+        images = load_test_images(final, truth)
         for predicted, true in dict.fromkeys([*top_confusions(matrix, confusions), *pairs]):
             figures[f"errors_pred{predicted}_truth{true}"] = error_gallery(images, predictions, truth, predicted, true)
-    elif pairs:
+    elif pairs or final_dir is not None:
+        missing = f"No {final / PREDICTIONS_FILE}" if final else f"The study of {sweep_dir} records no final step"
         raise FileNotFoundError(
-            f"No {final_dir / PREDICTIONS_FILE}: error galleries need the final retrain, "
-            "which runs when the sweep finishes."
+            f"{missing}: the confusion matrix and the error galleries need the final retrain's test predictions; "
+            "it runs when the sweep finishes."
         )
 
     out = Path(sweep_dir) / PLOTS_DIR

@@ -18,7 +18,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, FINAL_DIR, METRICS_FILE, RUN_DIR_ATTR
+from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, METRICS_FILE
+from svhn_sweep.sweep.lease import RESULT_ATTR
 from svhn_sweep.sweep.retries import retried_attempt
 from svhn_sweep.sweep.study import StudyRef
 
@@ -29,6 +30,9 @@ IMPORTANCE_COLUMNS = ["parameter", "importance"]
 # Row order of every trials table: complete trials first, then pruned ones (their value is the accuracy when they
 # were stopped, after fewer epochs: not comparable with a finished trial's), then failed and unfinished ones.
 STATE_ORDER = ["COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"]
+# The importance evaluator, passed explicitly (Optuna's default has changed between versions) and named in the
+# tables and figures that show its numbers.
+IMPORTANCE_EVALUATOR = "PED-ANOVA"
 
 
 def readable_param_names(names: list[str]) -> dict[str, str]:
@@ -52,13 +56,40 @@ def load_sweep(
     sweep_dir: str | Path | None = None, *, storage: str | None = None, study_name: str | None = None
 ) -> pd.DataFrame:
     """The trials table of a study, opened as :func:`open_study` does."""
-    return trials_table(open_study(sweep_dir, storage=storage, study_name=study_name))
+    source = sweep_dir if sweep_dir is not None else StudyRef(str(storage), str(study_name))
+    return trials_table(open_study(sweep_dir, storage=storage, study_name=study_name), source)
 
 
-def trials_table(study: optuna.Study) -> pd.DataFrame:
+def run_folders(study: optuna.Study, ref: StudyRef | None) -> dict[int, Path | None]:
+    """Each trial's run folder, from its user attr ``run_dir`` as ``ref`` (the study's storage, e.g. the sweep
+    folder's :meth:`StudyRef.from_sweep_dir`) resolves it: relative to an SQLite study's folder, so that a copied
+    ``outputs/`` finds them. None for a trial that has none; without ``ref``, the study's own storage resolves it.
+    """
+    ref = ref if ref is not None else StudyRef.of(study)
+    folders: dict[int, Path | None] = {}
+    for trial in study.get_trials(deepcopy=False):
+        recorded = trial.user_attrs.get("run_dir")
+        if not isinstance(recorded, str):
+            folders[trial.number] = None
+        else:
+            folders[trial.number] = ref.run_dir(recorded)
+    return folders
+
+
+# Where a study was opened from: a sweep folder, or its StudyRef; it resolves the run folders the study records.
+Source = str | Path | StudyRef | None
+
+
+def study_ref(source: Source) -> StudyRef | None:
+    """The StudyRef of a sweep folder (or the one given; None for None)."""
+    return source if isinstance(source, StudyRef | None) else StudyRef.from_sweep_dir(Path(source))
+
+
+def trials_table(study: optuna.Study, source: Source = None) -> pd.DataFrame:
     """One row per trial in :data:`STATE_ORDER`, best val accuracy first within a state: number, state, val
-    accuracy, each searched parameter (readable names), epochs run, duration, why it failed, run folder. All of
-    the study's trials, across resumes and workers.
+    accuracy, each searched parameter (readable names), epochs run, duration, why it failed, run folder (found
+    from ``source``, the sweep folder or StudyRef the study was opened from). All of the study's trials, across
+    resumes and workers.
     """
     frame = study.trials_dataframe(attrs=("number", "state", "params", "duration", "user_attrs"))
     if frame.empty:
@@ -83,15 +114,15 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     for key, values in columns.items():
         table[names[key]] = values
     table["enqueued"] = frame.get(f"user_attrs_{ENQUEUED_ATTR}", missing).eq(True)
-    ref = StudyRef.of(study)
-    run_dirs = frame.get("user_attrs_run_dir", missing).map(lambda d: str(ref.run_dir(d)) if isinstance(d, str) else d)
+    folders = run_folders(study, study_ref(source))
+    run_dirs = [folders.get(number) for number in frame["number"]]
     table["epochs"] = [(run_metrics(run_dir) or {}).get("epochs") for run_dir in run_dirs]
     table["duration_s"] = frame["duration"].dt.total_seconds().round(2) if "duration" in frame else missing
     table["fail_reason"] = frame.get("user_attrs_fail_reason", missing)
     # The interrupted attempt a trial tried again (Optuna's retry_history), e.g. after Ctrl-C or a lost job.
     retried = {t.number: retried_attempt(t) for t in study.get_trials(deepcopy=False)}
     table["retry_of"] = pd.array([retried.get(n) for n in frame["number"]], dtype="Int64")
-    table["run_dir"] = run_dirs
+    table["run_dir"] = [None if run_dir is None else str(run_dir) for run_dir in run_dirs]
     return ranked(table)
 
 
@@ -119,8 +150,8 @@ def pareto_table(trials: pd.DataFrame, study: optuna.Study) -> pd.DataFrame:
 
 
 def importance_table(study: optuna.Study) -> pd.DataFrame:
-    """Which searched parameters mattered for val accuracy, most important first (Optuna's default evaluator,
-    PED-ANOVA, over the complete trials). It needs two complete trials: with fewer the table is empty and
+    """Which searched parameters mattered for val accuracy, most important first (:data:`IMPORTANCE_EVALUATOR`,
+    over the complete trials). It needs two complete trials: with fewer the table is empty and
     ``table.attrs["note"]`` says why, so a young or failed sweep still gets a report.
     """
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -132,35 +163,54 @@ def importance_table(study: optuna.Study) -> pd.DataFrame:
     target = (lambda t: -t.values[0]) if len(study.directions) > 1 else None
     with warnings.catch_warnings():  # PED-ANOVA's reminder that it minimises a target: negated above
         warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
-        importances = optuna.importance.get_param_importances(study, target=target)
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target
+        )
     names = readable_param_names(list(importances))
     table = pd.DataFrame({"parameter": [names[p] for p in importances], "importance": list(importances.values())})
     # Optuna orders ties by a set's iteration order, which changes from process to process: break them by name.
     return table.sort_values(["importance", "parameter"], ascending=[False, True], ignore_index=True)
 
 
-def history_table(study: optuna.Study) -> pd.DataFrame:
+def history_table(study: optuna.Study, source: Source = None) -> pd.DataFrame:
     """Per-epoch records of every trial that wrote ``metrics.json``, long format (one row per trial and epoch)
-    for plotting learning curves; trials without a run folder or ``metrics.json`` have no rows.
+    for plotting learning curves; trials without a run folder or ``metrics.json`` have no rows. Run folders are
+    found from ``source``, as :func:`trials_table` does.
     """
-    ref = StudyRef.of(study)
+    folders = run_folders(study, study_ref(source))
     frames = [
         pd.DataFrame(metrics["history"]).assign(trial=trial.number, state=trial.state.name)
         for trial in study.get_trials(deepcopy=False)
-        if (recorded := trial.user_attrs.get(RUN_DIR_ATTR))
-        and (metrics := run_metrics(ref.run_dir(recorded)))
-        and metrics["history"]
+        if (metrics := run_metrics(folders[trial.number])) and metrics["history"]
     ]
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS]
 
 
-def final_metrics(sweep_dir: str | Path) -> pd.Series | None:
-    """The final retrain of a sweep folder (test accuracy, what it was trained on, which trial), kept apart from
-    the trials because it is scored on the test file; None while the sweep has no final retrain.
+def final_folder(
+    sweep_dir: str | Path, final_dir: str | Path | None = None, study: optuna.Study | None = None
+) -> Path | None:
+    """The folder of the final step every reader shows: ``final_dir`` (a folder of the sweep, e.g. ``final-2``)
+    when given, else the one the study records (user attr ``final``: the newest final step that finished, maybe
+    in the sweep folder of another worker or command), found as run folders are; None when the study records
+    none. The folder returned may be missing (a study shared with another machine): the readers say what is not
+    there.
     """
-    metrics = run_metrics(Path(sweep_dir) / FINAL_DIR)
+    if final_dir is not None:
+        return Path(sweep_dir, final_dir)
+    record = (study or open_study(sweep_dir)).user_attrs.get(RESULT_ATTR)
+    return None if not record else StudyRef.from_sweep_dir(Path(sweep_dir)).run_dir(record["final_dir"])
+
+
+def final_metrics(
+    sweep_dir: str | Path, final_dir: str | Path | None = None, study: optuna.Study | None = None
+) -> pd.Series | None:
+    """The final retrain :func:`final_folder` chooses (test accuracy, what it was trained on, which trial), kept
+    apart from the trials because it is scored on the test file; None while there is none.
+    """
+    folder = final_folder(sweep_dir, final_dir, study)
+    metrics = None if folder is None else run_metrics(folder)
     if metrics is None:
         return None
     return pd.Series({key: value for key, value in metrics.items() if key != "history"}, name="final")

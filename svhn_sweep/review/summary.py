@@ -10,13 +10,21 @@ import optuna
 import pandas as pd
 
 from svhn_sweep.constants import FINAL_DIR
-from svhn_sweep.review.results import final_metrics, importance_table, pareto_table
+from svhn_sweep.review.results import (
+    IMPORTANCE_EVALUATOR,
+    final_folder,
+    importance_table,
+    pareto_table,
+    run_metrics,
+)
 from svhn_sweep.sweep.lease import RESULT_ATTR
 
 
-def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int = 10) -> str:
+def summary(
+    study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int = 10, final_dir: str | Path | None = None
+) -> str:
     """The report as text: the ``top`` of the study's ``trials`` (its :func:`trials_table`) by val accuracy, the
-    parameter importances, and the final result of the sweep folder.
+    parameter importances, and the final result (the study's, or ``final_dir``: see :func:`final_folder`).
     """
     states = ", ".join(f"{n} {state}" for state, n in trials["state"].value_counts().items())
     lines = [
@@ -35,11 +43,16 @@ def summary(study: optuna.Study, trials: pd.DataFrame, sweep_dir: Path, top: int
     importance = importance_table(study)
     lines += [
         "",
-        "Parameter importances (PED-ANOVA over the complete trials):",
+        f"Parameter importances ({IMPORTANCE_EVALUATOR} over the complete trials):",
         importance.attrs["note"] if importance.empty else importance.to_string(index=False, float_format="%.3f"),
     ]
-    final = final_metrics(sweep_dir)
-    lines += ["", final_line(study.user_attrs.get(RESULT_ATTR) if final is None else final, trials, sweep_dir)]
+    folder = final_folder(sweep_dir, final_dir, study)
+    # The folder's metrics; where it is not on this machine, what the study recorded of it.
+    final = run_metrics(folder) if folder is not None else None
+    if final is None and final_dir is not None:
+        lines += ["", f"No final retrain in {folder}."]
+    else:
+        lines += ["", final_line(final or study.user_attrs.get(RESULT_ATTR), trials, sweep_dir, folder)]
     return "\n".join(lines)
 
 
@@ -51,9 +64,9 @@ def printable(trials: pd.DataFrame) -> pd.DataFrame:
     return table.astype(object).where(table.notna(), "")
 
 
-def final_line(final: Mapping[str, Any] | None, trials: pd.DataFrame, sweep_dir: Path) -> str:
-    """One sentence on the final step: which trial, trained on what, its test accuracy, and where it is when that
-    is not ``sweep_dir`` (the study's record of another worker's, or an earlier command's, final step).
+def final_line(final: Mapping[str, Any] | None, trials: pd.DataFrame, sweep_dir: Path, folder: Path | None) -> str:
+    """One sentence on the final step: which trial, trained on what, its test accuracy, and its ``folder`` when
+    that is not ``sweep_dir/final`` (a redone final step, ``final-2``; another worker's or command's).
     """
     if final is None:
         return (
@@ -67,10 +80,10 @@ def final_line(final: Mapping[str, Any] | None, trials: pd.DataFrame, sweep_dir:
         else f"trial {final['trial']}"
     )
     chosen = "Best config" if final.get("select", "best") == "best" else f"Config chosen by {final['select']}"
-    elsewhere = final.get("final_dir")
+    elsewhere = folder is not None and folder.resolve() != (Path(sweep_dir) / FINAL_DIR).resolve()
     return (
         f"{chosen} ({origin}) retrained for {final['epochs']} epochs on {final['trained_on']} "
         f"({final['train_size']} images) and scored "
         f"once on the test file ({final['test_size']} images): test accuracy {final['test_accuracy']:.4f}"
-        + (f", in {elsewhere}" if elsewhere and Path(elsewhere) != (sweep_dir / FINAL_DIR).resolve() else "")
+        + (f", in {folder.resolve()}" if elsewhere else "")
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -40,16 +41,91 @@ class Device(str, Enum):
 # The configs ship inside the package, so a checkout and an installed wheel find them at the same place.
 CONFIG_DIR = str(Path(__file__).parent.parent / "conf")
 
-# Where ``_target_`` may point (Hydra's execution whitelist): this package, torch, optuna and the Hydra plugins,
-# plus what the user trusts in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is
-# how a model class of your own gets in. The environment, not the config, grants it: configs can be shared.
-TRUSTED_TARGETS = ["svhn_sweep.*", "torch.*", "torchvision.*", "optuna.*", "hydra_plugins.*"] + [
-    target.strip() for target in os.environ.get("SVHN_SWEEP_TRUSTED_TARGETS", "").split(",") if target.strip()
+# Where ``_target_`` may point (Hydra's execution whitelist): the classes this project builds, by name or by a
+# package that holds only such classes (its models, data sources, loggers and end-of-sweep callback; torch's
+# optimizers and schedulers; Optuna's pruners and samplers; its search-space hooks; the Hydra plugins it uses),
+# plus what the user trusts in SVHN_SWEEP_TRUSTED_TARGETS (comma-separated, e.g. "mypkg.models.*"), which is how
+# a model class of your own gets in. The environment, not the config, grants it: configs can be shared.
+TRUSTED_ENV = "SVHN_SWEEP_TRUSTED_TARGETS"
+USER_TRUSTED = [target.strip() for target in os.environ.get(TRUSTED_ENV, "").split(",") if target.strip()]
+TRUSTED_TARGETS = [
+    "svhn_sweep.core.models.*",
+    "svhn_sweep.core.data.SVHNSource",
+    "svhn_sweep.core.data.SyntheticSource",
+    "svhn_sweep.sweep.loggers.TensorBoardLogger",
+    "svhn_sweep.sweep.loggers.MLflowLogger",
+    "svhn_sweep.final.RetrainBest",
+    "svhn_sweep.sweep.space.*",  # search-space hooks (hydra.sweeper.custom_search_space)
+    "torch.optim.*",
+    "optuna.pruners.*",
+    "optuna.samplers.*",
+    "hydra_plugins.svhn_sweep_optuna.*",
+    "hydra_plugins.hydra_optuna_sweeper.*",
+    "hydra_plugins.hydra_joblib_launcher.*",
+    "hydra_plugins.hydra_submitit_launcher.*",
+    *USER_TRUSTED,
 ]
+# Loaders: they run code or unpickle objects from a file or the network. Refused even under a trusted package
+# (SVHN_SWEEP_TRUSTED_TARGETS=torch.*), unless the variable names one exactly.
+REFUSED_TARGETS = (
+    "torch.hub.*",
+    "torch.load",
+    "torch.serialization.*",
+    "torch.jit.load",
+    "torch.package.*",
+    "torch.export.load",
+    "torch.utils.model_zoo.*",
+    "torch.utils.cpp_extension.*",
+    "torch.ops.load_library",
+    "torch.classes.load_library",
+    "torchvision.models.get_model",
+    "pickle.*",
+    "_pickle.*",
+    "marshal.*",
+    "shelve.*",
+    "dill.*",
+    "joblib.load",
+    "numpy.load",
+    "pandas.read_pickle",
+    "importlib.*",
+    "runpy.*",
+    "subprocess.*",
+    "os.system",
+    "os.popen",
+)
+
+
+def _matches(target: str, patterns: Iterable[str]) -> bool:
+    """Hydra's whitelist rule: an exact name, or a ``package.*`` prefix."""
+    return any(target.startswith(p[:-1]) if p.endswith(".*") else target == p for p in patterns)
+
+
+def check_targets(node: Any, key: str = "") -> None:
+    """Every ``_target_`` in a config node (a DictConfig, or its plain container) is one :data:`TRUSTED_TARGETS`
+    allows and no loader; raises ConfigError naming the key, before anything is built.
+    """
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for name, child in children:
+        path = f"{key}.{name}" if key else str(name)
+        if name != "_target_":
+            check_targets(child, path)
+            continue
+        target = str(child)
+        refused = _matches(target, REFUSED_TARGETS) and target not in USER_TRUSTED
+        if refused or not _matches(target, TRUSTED_TARGETS):
+            why = "loads code or pickled objects" if refused else "is not a class this project builds"
+            raise ConfigError(
+                f"{path}={target} {why}, so no config may point there: configs can be shared, and only the "
+                f"environment grants trust. If you trust it, add it{' by its exact name' if refused else ''} to "
+                f"{TRUSTED_ENV} (comma-separated, e.g. {TRUSTED_ENV}='{target}'), or choose another option."
+            )
 
 
 def build(node: Any, *args: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` limited to :data:`TRUSTED_TARGETS`."""
+    """``hydra.utils.instantiate`` limited to :data:`TRUSTED_TARGETS`, loaders refused (:func:`check_targets`)."""
+    check_targets(node)
     return instantiate(node, *args, **kwargs, _execution_whitelist_=TRUSTED_TARGETS)
 
 
@@ -336,7 +412,7 @@ class SweepConfig:
             self.pruner in (None, "none", MISSING) or isinstance(self.pruner, dict),
             "sweep.pruner",
             self.pruner,
-            "choose sweep/pruner=median|hyperband|successive_halving, or sweep.pruner=none to turn it off",
+            "choose sweep/pruner=median|percentile|hyperband|successive_halving, or sweep.pruner=none to turn it off",
         )
 
 
@@ -381,6 +457,8 @@ def validate(cfg: DictConfig) -> None:
     task = copy.deepcopy(cfg)  # without Hydra's own node, and still a TrainConfig, so its own checks run too
     with read_write(task), open_dict(task):
         task.pop("hydra", None)
+    check_targets(task)
+    check_targets(OmegaConf.select(cfg, "hydra.callbacks"), "hydra.callbacks")
     try:
         OmegaConf.to_object(task)
     except ValidationError as error:  # the dataclass raised inside OmegaConf: surface our own message

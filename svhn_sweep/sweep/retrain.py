@@ -151,8 +151,10 @@ def final_step(
                     key: metrics[key]
                     for key in ("test_accuracy", "trial", "select", "trained_on", "train_size", "test_size", "epochs")
                 },
-                "final_dir": str(final_dir.resolve()),
-                "model": str((final_dir / MODEL_FILE).resolve()),
+                # Recorded as run folders are (relative to an SQLite study's folder: a copied outputs/ finds
+                # them); svhn_sweep.review.results.final_folder reads it back.
+                "final_dir": ref.run_dir_attr(final_dir),
+                "model": ref.run_dir_attr(final_dir / MODEL_FILE),
             }
         )
     finally:

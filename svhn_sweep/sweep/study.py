@@ -26,6 +26,8 @@ from svhn_sweep.sweep.retries import retry
 
 log = logging.getLogger(__name__)
 
+WRITTEN_IN = "written_in"  # study.yaml's key for the sweep folder a relative SQLite path was relative to
+
 
 @dataclass(frozen=True)
 class StudyRef:
@@ -75,17 +77,36 @@ class StudyRef:
         return optuna.load_study(study_name=self.study_name, storage=self.open_storage(), **kwargs)
 
     def save(self, sweep_dir: Path) -> None:
-        """Write ``study.yaml`` into the sweep folder."""
+        """Write ``study.yaml`` into the sweep folder, an SQLite file near it as a path relative to it (see
+        :func:`portable_storage_url`), so that the folder can be copied or moved together with its study.
+        """
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / STUDY_FILE).write_text(yaml.safe_dump(asdict(self), sort_keys=False))
+        record = {**asdict(self), "storage": portable_storage_url(self.storage, sweep_dir)}
+        if record["storage"] != self.storage:  # relative: also where it was relative to, for a folder copied alone
+            record[WRITTEN_IN] = str(sweep_dir.resolve())
+        (sweep_dir / STUDY_FILE).write_text(yaml.safe_dump(record, sort_keys=False))
 
     @classmethod
     def from_sweep_dir(cls, sweep_dir: Path) -> StudyRef:
-        """The study a sweep folder's ``study.yaml`` names."""
+        """The study a sweep folder's ``study.yaml`` names. A relative SQLite path is taken from the folder, where
+        it is (the folder moved with its database), else from where the folder was written (copied alone).
+        """
         path = Path(sweep_dir) / STUDY_FILE
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: {sweep_dir} is not a sweep folder of svhn_sweep.")
-        return cls(**yaml.safe_load(path.read_text()))
+        record = yaml.safe_load(path.read_text())
+        storage, bases = record["storage"], [Path(sweep_dir), *map(Path, filter(None, [record.get(WRITTEN_IN)]))]
+        if sqlite_folder(storage) is None or os.path.isabs(make_url(storage).database):
+            return cls(storage, record["study_name"])
+        candidates = [absolute_storage_url(storage, base) for base in bases]
+        found = next((url for url in candidates if Path(make_url(url).database).exists()), None)
+        if found is None:
+            raise StorageError(
+                f"{path} names the SQLite study {storage} relative to the sweep folder, and it is neither at "
+                + " nor at ".join(str(make_url(url).database) for url in candidates)
+                + ": copy the database together with the sweep folder (outputs/ as a whole)."
+            )
+        return cls(found, record["study_name"])
 
 
 class StorageError(UserError):
@@ -128,6 +149,21 @@ def absolute_storage_url(url: str, cwd: Path) -> str:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or os.path.isabs(parsed.database):
         return url
     return f"sqlite:///{(cwd / parsed.database).resolve()}"
+
+
+def portable_storage_url(url: str, sweep_dir: Path) -> str:
+    """An SQLite file inside the sweep folder or up to two levels above it (``outputs/optuna.db`` for
+    ``outputs/sweeps/<date_time>``) as a path relative to the folder, e.g. ``sqlite:///../../optuna.db``: the
+    two move together. Other URLs, and files elsewhere (a shared disk), stay as they are.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or not os.path.isabs(parsed.database):
+        return url
+    folder = Path(sweep_dir).resolve()
+    database = Path(parsed.database).resolve()
+    if not database.is_relative_to(folder.parent.parent):
+        return url
+    return f"sqlite:///{os.path.relpath(database, folder)}"
 
 
 def sqlite_folder(url: str) -> Path | None:
