@@ -27,6 +27,8 @@ from svhn_sweep.core.data import Normalizer
 from svhn_sweep.core.models import MLP
 from svhn_sweep.core.train import EpochStats, fit
 from svhn_sweep.sweep.checkpoints import fingerprint
+from svhn_sweep.sweep.lease import LEASE_ATTR, UNFINISHED_ATTR, FinalStepLease
+from svhn_sweep.sweep.study import StudyRef
 from svhn_sweep.sweep.trial import train_and_validate
 from tests.conftest import cli_env, run_cli, start_cli
 from tests.test_interrupts import wait_for
@@ -355,3 +357,32 @@ def test_a_final_step_stopped_by_sigterm_is_continued_by_the_same_command_to_the
     assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
     models = [torch.load(folder / MODEL_FILE, weights_only=True) for folder in (final, final.parent / "final-2")]
     assert same_tensors(*models)
+
+
+def test_keep_checkpoints_takes_a_boolean_and_says_so(run_main) -> None:
+    result = run_main(["trainer.keep_checkpoints=maybe"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "trainer.keep_checkpoints=maybe" in result.stderr and "'maybe' is not a valid bool" in result.stderr
+
+
+def test_the_final_steps_lease_names_the_folder_of_one_stopped_before_its_result(tmp_path: Path) -> None:
+    """Given back without a result (a signal), or left by a holder that died: the next holder knows the folder."""
+    ref = StudyRef(f"sqlite:///{tmp_path / 'optuna.db'}", "s")
+    study = optuna.create_study(storage=ref.storage, study_name="s")
+
+    def lease(folder: str) -> FinalStepLease:
+        return FinalStepLease(ref, study, folder, heartbeat_interval=60, grace_period=1)
+
+    stopped = lease("/sweeps/1/final")
+    assert stopped.acquire() and stopped.unfinished is None
+    stopped.release()  # no result recorded
+    assert study.user_attrs[UNFINISHED_ATTR] == "/sweeps/1/final"
+    died = lease("/sweeps/2/final")
+    assert died.acquire() and died.unfinished == "/sweeps/1/final"
+    died._stop.set()  # killed: it beats no more and gives nothing back
+    time.sleep(1.5)
+    taking_over = lease("/sweeps/3/final")
+    assert taking_over.acquire() and taking_over.unfinished == "/sweeps/2/final"
+    taking_over.record({"test_accuracy": 0.5})
+    taking_over.release()
+    assert study.user_attrs[UNFINISHED_ATTR] is None and study.user_attrs[LEASE_ATTR] is None
