@@ -114,3 +114,21 @@ def test_throughput_benchmark_compares_trials_in_flight_on_the_same_trials(
     assert "× one at a time; same trials as one at a time" in note
     # one thread per trial at both n_jobs: a trial's result does not depend on what runs beside it
     assert "val acc differs by at most 0.0000;" in note
+
+
+def test_checkpoint_cost_benchmark_times_epochs_with_and_without_checkpoints(tmp_path: Path) -> None:
+    """Its four rows on tiny data, the cost judged against its target, no checkpoint left behind."""
+    out = tmp_path / "checkpoint.md"
+    command = [sys.executable, "benchmarks/checkpoint_cost.py", "--train-size", "700", "--repeats", "1"]
+    command += ["--dir", str(tmp_path / "disk"), "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.read_text() in result.stdout and "failed" not in out.read_text()
+    assert rows(out.read_text()) == [
+        "fit, default MLP, no checkpoints; 1 epoch",
+        "the same, checkpoint.pt after every epoch; 1 epoch",
+        "one checkpoint of the trained state, written alone",
+        "a checkpoint's cost as a fraction of an epoch (row 3 / row 1)",
+    ]
+    assert "< 5 %: " in out.read_text() and "model.hidden_sizes=[100]" in out.read_text()
+    assert list((tmp_path / "disk").iterdir()) == []
