@@ -3,9 +3,12 @@
 A seeded Optuna sampler holds one random stream from its construction on. A study that outlives the process
 (resumed, extended, shared by workers) would replay that stream in every command and worker, proposing again
 the parameters it already has. Here each trial gets a sampler of its own, seeded from the sweep's seed and the
-trial's number: a seeded sweep run once is reproducible, a resumed one goes on where it was, and workers sharing
-a study draw different trials; what a sampler learns from the study (TPE's model, CMA-ES's state, NSGA-II's
-population) it reads from the storage, as it always does.
+trial's place among the study's trials that are not interrupted ones (for a sweep never interrupted, its
+number): a seeded sweep run once is reproducible, a resumed one goes on where it was, workers sharing a study
+draw different trials, and a sweep interrupted and resumed proposes the trials it would have proposed anyway
+(an interrupted trial is retried with its own parameters, and what comes after is drawn as if it had not been
+stopped). What a sampler learns from the study (TPE's model, CMA-ES's state, NSGA-II's population) it reads from
+the storage, as it always does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from svhn_sweep.core.errors import ConfigError
+from svhn_sweep.sweep.retries import is_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,22 @@ log = logging.getLogger(__name__)
 ONE_SEED_PER_STUDY = (QMCSampler,)
 
 
-def trial_seed(seed: int, number: int) -> int:
-    """The seed of trial ``number``'s sampler: independent streams for every (seed, number) pair."""
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+def trial_seed(seed: int, place: int) -> int:
+    """The seed of the sampler of the trial at ``place``: independent streams for every (seed, place) pair."""
+    return int(np.random.SeedSequence([seed, place]).generate_state(1)[0])
+
+
+def place_of(study: Study, trial: FrozenTrial) -> int:
+    """How many of the study's trials before ``trial`` are not interrupted ones: its number, less the attempts
+    that were stopped from outside (each of which has a retry of its own that does count).
+    """
+    return sum(t.number < trial.number and not is_interrupted(t) for t in study.get_trials(deepcopy=False))
 
 
 class TrialSeededSampler(BaseSampler):
-    """Delegates every call about a trial to a sampler built for that trial, seeded by :func:`trial_seed`."""
+    """Delegates every call about a trial to a sampler built for that trial, seeded by :func:`trial_seed` from the
+    trial's :func:`place_of` when the trial starts (``before_trial``).
+    """
 
     def __init__(self, build: Callable[[int | None], BaseSampler], seed: int | None) -> None:
         self._build = build
@@ -44,10 +57,11 @@ class TrialSeededSampler(BaseSampler):
         self._samplers: dict[int, BaseSampler] = {}  # trials asked by this process and not told yet
         self.prototype = build(seed)  # what the sampler is, for logs and for calls that concern no trial
 
-    def sampler_for(self, number: int) -> BaseSampler:
-        """Trial ``number``'s sampler (built on first use)."""
+    def sampler_for(self, number: int, place: int | None = None) -> BaseSampler:
+        """Trial ``number``'s sampler, built on first use for the trial at ``place`` (default: its number)."""
         if number not in self._samplers:
-            self._samplers[number] = self._build(None if self._seed is None else trial_seed(self._seed, number))
+            seed = None if self._seed is None else trial_seed(self._seed, number if place is None else place)
+            self._samplers[number] = self._build(seed)
         return self._samplers[number]
 
     def __str__(self) -> str:
@@ -70,8 +84,8 @@ class TrialSeededSampler(BaseSampler):
         return self.sampler_for(trial.number).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        """The trial's sampler's preparation (e.g. the grid point a GridSampler assigns)."""
-        self.sampler_for(trial.number).before_trial(study, trial)
+        """The trial's sampler, built for its place, and its preparation (e.g. the grid point a GridSampler assigns)."""
+        self.sampler_for(trial.number, place_of(study, trial)).before_trial(study, trial)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: list[float] | None) -> None:
         """The trial's sampler's bookkeeping; its sampler is dropped."""
