@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -114,3 +115,46 @@ def test_throughput_benchmark_compares_trials_in_flight_on_the_same_trials(
     assert "× one at a time; same trials as one at a time" in note
     # one thread per trial at both n_jobs: a trial's result does not depend on what runs beside it
     assert "val acc differs by at most 0.0000;" in note
+
+
+def test_peer_script_benchmark_times_the_script_and_the_sweep_on_the_same_configs(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """One repeat on tiny data: a row for the script and one for the sweep, and for each of them the 8 configs'
+    3 epochs, stamped in seconds since its process started, within its wall time.
+    """
+    timelines = tmp_path / "timelines.json"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/peer_script.py", "--data-root", str(synthetic_root), *sizes]
+    command += ["--repeats", "1", "--quality", "0", "--json", str(timelines)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert rows(result.stdout) == ["script", "sweep"]
+    runs = json.loads(timelines.read_text())
+    for run in runs:
+        assert sorted((e["trial"], e["epoch"]) for e in run["epochs"]) == [(t, e) for t in range(8) for e in (1, 2, 3)]
+        assert all(0 < e["time"] < run["wall_s"] for e in run["epochs"])
+        assert run["best_val_acc"] == max(e["val_acc"] for e in run["epochs"])
+        assert run["time_to"]["0.0"] == min(e["time"] for e in run["epochs"])  # every epoch reaches 0
+    assert "the sweep reaches the script's best val accuracy in" in result.stdout
+
+
+def test_batch_size_benchmark_prints_each_batch_size_s_curves(synthetic_root: Path, tmp_path: Path) -> None:
+    """Tiny data: a row per batch size in both tables, the learning rate scaled with the batch, every trial's
+    epoch on the trials' curve and every retrain epoch on the final's, in time order.
+    """
+    curves = tmp_path / "curves.json"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/batch_size.py", "--data-root", str(synthetic_root), *sizes]
+    command += ["--batch-sizes", "64", "128", "--epochs", "1", "--final-epochs", "2", "--json", str(curves)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first_cells = [line.split(" | ")[0][2:] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert first_cells == ["batch, lr", "64 (linear), lr 0.005", "128 (linear), lr 0.01"] * 2
+    recorded = json.loads(curves.read_text())
+    assert recorded["lr"] == {"64 (linear)": 0.005, "128 (linear)": 0.01}
+    trials, final = recorded["curves"].values()
+    for stage, epochs in ((trials, 8), (final, 2)):
+        for points in stage.values():
+            times = [seconds for seconds, _ in points]
+            assert len(points) == epochs and times == sorted(times)
