@@ -158,3 +158,17 @@ def test_batch_size_benchmark_prints_each_batch_size_s_curves(synthetic_root: Pa
         for points in stage.values():
             times = [seconds for seconds, _ in points]
             assert len(points) == epochs and times == sorted(times)
+
+
+def test_step_cost_benchmark_splits_each_step_s_time_into_its_parts() -> None:
+    """A row per model and batch size, with the epoch against its matrix products and a breakdown of 100 %."""
+    command = [sys.executable, "benchmarks/step_cost.py", "--models", "100", "--batch-sizes", "64", "128"]
+    command += ["--train-size", "700", "--repeats", "1", "--threads", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 100 |")]
+    assert [cells[1] for cells in table] == ["64", "128"]
+    for cells in table:
+        shares = [float(cell.strip(" |%")) for cell in cells[5:]]
+        assert len(shares) == 8 and sum(shares) == pytest.approx(100, abs=5)  # rounded to whole percents
+        assert shares[0] > 0 and shares[1] > 0  # the matmuls and the optimizer step are found
