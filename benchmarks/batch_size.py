@@ -13,9 +13,10 @@ by each ``--scaling`` rule (linear: lr × batch / lr-batch; sqrt: × its square 
   once; this curve, on train only, is its stand-in for choosing the batch.
 
 The same split, initialisation and batch order (``seed=42``) for every row. The tables print as markdown for
-``docs/search.md``: per row the wall time, the best val accuracy, the time each row first reaches each
-``--quality``, and the curve sampled at equal times (fractions of the fastest row's whole run, so that every
-row has a value at each of them). ``--json`` keeps every epoch's (time, val accuracy).
+``docs/search.md``: per row the wall time, the val accuracy at the end (trials: the best so far, which a search
+keeps; retrain: the last epoch's, which the retrain keeps), the time each row first reaches each ``--quality``,
+and the curve sampled at equal times (fractions of the fastest row's whole run, so that every row has a value at
+each of them). ``--json`` keeps every epoch's (time, val accuracy).
 
     python benchmarks/batch_size.py                              # full-size synthetic set, linear scaling
     python benchmarks/batch_size.py --scaling linear sqrt --stages trials
