@@ -73,16 +73,16 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(rows, count) for rows, count in ((size, n // size), (n % size, 1)) if rows and count]
 
 
-def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int) -> float:
+def epoch_matmul_seconds(model: nn.Module, n_train: int, n_val: int, batch_size: int = BATCH_SIZE) -> float:
     """Seconds for one epoch's matrix products alone, at the epoch's shapes: a floor no training loop beats.
 
-    These are the products that :func:`mlp_epoch_flops` counts, at the trainer's default batch sizes, on random
-    operands, without the rest of a step.
+    These are the products that :func:`mlp_epoch_flops` counts, at ``batch_size`` (the trainer's default) and the
+    default evaluation batch, on random operands, without the rest of a step.
     """
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     plan = [
         (layer_products(linears, rows, train), count)
-        for train, n, size in ((True, n_train, BATCH_SIZE), (False, n_val, EVAL_BATCH_SIZE))
+        for train, n, size in ((True, n_train, batch_size), (False, n_val, EVAL_BATCH_SIZE))
         for rows, count in batches(n, size)
     ]
 

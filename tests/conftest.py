@@ -70,6 +70,7 @@ def sweep(small_data: list[str], tmp_path_factory: pytest.TempPathFactory) -> Sw
     """
     cwd = tmp_path_factory.mktemp("review")
     args = ["--multirun", *small_data, "hydra.sweeper.n_trials=4", "trainer.epochs=2", "final.epochs=3"]
+    args.append("final.batch_size=64")  # the final step's own batch (the trials keep trainer.batch_size)
     args.append("sweep.pruner=none")  # every trial trains its 2 epochs
     result = run_cli(args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]

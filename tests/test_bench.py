@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,60 @@ def test_checkpoint_cost_benchmark_times_epochs_with_and_without_checkpoints(tmp
     ]
     assert "< 5 %: " in out.read_text() and "model.hidden_sizes=[100]" in out.read_text()
     assert list((tmp_path / "disk").iterdir()) == []
+
+
+def test_peer_script_benchmark_times_the_script_and_the_sweep_on_the_same_configs(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    """One repeat on tiny data: a row for the script and one for the sweep, and for each of them the 8 configs'
+    3 epochs, stamped in seconds since its process started, within its wall time.
+    """
+    timelines = tmp_path / "timelines.json"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/peer_script.py", "--data-root", str(synthetic_root), *sizes]
+    command += ["--repeats", "1", "--quality", "0", "--json", str(timelines)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert rows(result.stdout) == ["script", "sweep"]
+    runs = json.loads(timelines.read_text())
+    for run in runs:
+        assert sorted((e["trial"], e["epoch"]) for e in run["epochs"]) == [(t, e) for t in range(8) for e in (1, 2, 3)]
+        assert all(0 < e["time"] < run["wall_s"] for e in run["epochs"])
+        assert run["best_val_acc"] == max(e["val_acc"] for e in run["epochs"])
+        assert run["time_to"]["0.0"] == min(e["time"] for e in run["epochs"])  # every epoch reaches 0
+    assert "the sweep reaches the script's best val accuracy in" in result.stdout
+
+
+def test_batch_size_benchmark_prints_each_batch_size_s_curves(synthetic_root: Path, tmp_path: Path) -> None:
+    """Tiny data: a row per batch size in both tables, the learning rate scaled with the batch, every trial's
+    epoch on the trials' curve and every retrain epoch on the final's, in time order.
+    """
+    curves = tmp_path / "curves.json"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/batch_size.py", "--data-root", str(synthetic_root), *sizes]
+    command += ["--batch-sizes", "64", "128", "--epochs", "1", "--final-epochs", "2", "--json", str(curves)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first_cells = [line.split(" | ")[0][2:] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert first_cells == ["batch, lr", "64 (linear), lr 0.005", "128 (linear), lr 0.01"] * 2
+    recorded = json.loads(curves.read_text())
+    assert recorded["lr"] == {"64 (linear)": 0.005, "128 (linear)": 0.01}
+    trials, final = recorded["curves"].values()
+    for stage, epochs in ((trials, 8), (final, 2)):
+        for points in stage.values():
+            times = [seconds for seconds, _ in points]
+            assert len(points) == epochs and times == sorted(times)
+
+
+def test_step_cost_benchmark_splits_each_step_s_time_into_its_parts() -> None:
+    """A row per model and batch size, with the epoch against its matrix products and a breakdown of 100 %."""
+    command = [sys.executable, "benchmarks/step_cost.py", "--models", "100", "--batch-sizes", "64", "128"]
+    command += ["--train-size", "700", "--repeats", "1", "--threads", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| 100 |")]
+    assert [cells[1] for cells in table] == ["64", "128"]
+    for cells in table:
+        shares = [float(cell.strip(" |%")) for cell in cells[5:]]
+        assert len(shares) == 8 and sum(shares) == pytest.approx(100, abs=5)  # rounded to whole percents
+        assert shares[0] > 0 and shares[1] > 0  # the matmuls and the optimizer step are found

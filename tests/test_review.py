@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from svhn_sweep import final, report
 from svhn_sweep.core.data import SyntheticSource
 from svhn_sweep.core.evaluation import confusion_matrix, error_indices, load_test_predictions, top_confusions
+from svhn_sweep.core.train import BATCH_SIZE
 from svhn_sweep.review.plots import confusion_matrix_figure, error_gallery, param_importances
 from svhn_sweep.review.results import (
     HISTORY_COLUMNS,
@@ -120,7 +121,9 @@ def test_final_retrain_is_kept_apart_with_its_test_predictions_in_dataset_order(
     assert "history" not in final_row.index
     # final.epochs is the final step's length only: the trials trained trainer.epochs (2)
     assert final_row["epochs"] == 3 and set(load_sweep(sweep.dir)["epochs"]) == {2}
-    assert OmegaConf.load(sweep.dir / "final" / "config.yaml").trainer.epochs == 3
+    final_trainer = OmegaConf.load(sweep.dir / "final" / "config.yaml").trainer
+    assert (final_trainer.epochs, final_trainer.batch_size) == (3, 64)
+    assert OmegaConf.load(sweep.dir / "0" / ".hydra" / "config.yaml").trainer.batch_size == BATCH_SIZE
     assert f"val accuracy {study.best_value:.4f} after 2 epochs) retrained for 3 epochs on train+val" in sweep.stdout
     predictions, truth = load_test_predictions(sweep.dir / "final")
     root = small_data[1].split("=", 1)[1]

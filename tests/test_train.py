@@ -132,7 +132,8 @@ def test_fast_path_gives_the_numbers_of_a_plain_training_loop() -> None:
     for _ in range(2):
         torch.manual_seed(7)
         model = MLP([32], batchnorm="after")
-        models.append((model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)))
+        # the same optimizer kernel in both: fit's own choice of it is the next test's subject
+        models.append((model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, fused=True)))
     (fast, fast_opt), (plain, plain_opt) = models
     history = fit(fast, fast_opt, None, data, val, Normalizer(mean, std), epochs=3, batch_size=64, seed=5)
     expected = reference_epochs(plain, plain_opt, data, val, mean, std, epochs=3, batch_size=64, seed=5)
@@ -141,6 +142,27 @@ def test_fast_path_gives_the_numbers_of_a_plain_training_loop() -> None:
         assert (stats.train_acc, stats.val_acc) == (train_acc, val_acc)
     for fast_param, plain_param in zip(fast.parameters(), plain.parameters(), strict=True):
         assert torch.equal(fast_param, plain_param)  # bit for bit: the speed work changed no arithmetic
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kernel"), [({}, True), ({"fused": False}, False), ({"foreach": True}, None), ({"foreach": False}, None)]
+)
+def test_cpu_training_takes_the_fused_optimizer_step_unless_one_was_chosen(chosen: dict, kernel: bool | None) -> None:
+    """The fused step is the per-operation step's update up to rounding: the same run ends within float32's last
+    bits, which momentum and weight decay carry from step to step.
+    """
+    data, val, normalize = toy_split(300), toy_split(50, seed=1), Normalizer([0.4] * 3, [0.2] * 3)
+    trained = []
+    for options in (chosen, {"foreach": False}):
+        torch.manual_seed(7)
+        model = MLP([64, 32])
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3, **options)
+        fit(model, optimizer, None, data, val, normalize, epochs=2, batch_size=32, seed=5, verbose=False)
+        trained.append((optimizer.param_groups[0]["fused"], list(model.parameters())))
+    (fused, params), (_, reference) = trained
+    assert fused == kernel
+    for param, expected in zip(params, reference, strict=True):
+        torch.testing.assert_close(param, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_divergence_stops_training_within_a_few_dozen_batches() -> None:

@@ -355,12 +355,18 @@ class FinalConfig:
     # search only ranks configs, and 16 epochs took the default sweep's winner from test accuracy 0.81 to 0.89
     # (synthetic set, docs/search.md) for 70 s more on 2 CPU cores.
     epochs: int | None = 16
+    # Batch size of the retrain; null: the trials' trainer.batch_size. One long run may prefer another batch than
+    # many short ones (benchmarks/batch_size.py compares both by val accuracy against time, docs/search.md).
+    batch_size: int | None = None
     # Which trial is retrained: best (highest val accuracy), or smallest_within:D (the fewest parameters among
     # the trials within D of the best val accuracy; needs sweep.objectives=[val_accuracy,n_params]).
     select: str = "best"
 
     def __post_init__(self) -> None:
         _require(self.epochs is None or self.epochs >= 1, "final.epochs", self.epochs, "must be null or >= 1")
+        _require(
+            self.batch_size is None or self.batch_size >= 1, "final.batch_size", self.batch_size, "must be null or >= 1"
+        )
         _require(
             selection_margin(self.select) is not None,
             "final.select",

@@ -123,6 +123,8 @@ def retrain_best(
     overrides = best_trial_overrides(config, best)
     if config.final.epochs is not None:  # the final step's own length; the trials keep trainer.epochs
         overrides.append(f"trainer.epochs={config.final.epochs}")
+    if config.final.batch_size is not None:  # likewise its own batch size
+        overrides.append(f"trainer.batch_size={config.final.batch_size}")
     overrides += extra_overrides
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
     best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
