@@ -310,10 +310,14 @@ def structured(path: str) -> DictConfig | None:
     return node if OmegaConf.get_type(node) not in (None, dict) else None
 
 
+def option_heading(group: str, name: str, default: str | None) -> str:
+    """An option's heading text."""
+    return f"`{group}={name}`" + (" (default)" if name == default else "")
+
+
 def option_section(group: str, name: str, default: str | None, level: str) -> list[str]:
     """One option of a group: its heading, what it is, its keys."""
-    mark = " (default)" if name == default else ""
-    out = [f"{level} `{group}={name}`{mark}", ""]
+    out = [f"{level} {option_heading(group, name, default)}", ""]
     prefix = group.replace("hydra/", "hydra.").replace("/", ".")
     node = structured(f"{group}/{name}")
     if node is not None:
@@ -419,7 +423,10 @@ def render() -> str:
         group_list = groups(loader)
         order = [g for g in chosen if g in group_list] + [g for g in group_list if g not in chosen]
         for group in order:
-            options = ", ".join(f"[`{o}`](#{slug(f'{group}={o}')})" for o in loader.get_group_options(group))
+            options = ", ".join(
+                f"[`{o}`](#{slug(option_heading(group, o, chosen.get(group)))})"
+                for o in loader.get_group_options(group)
+            )
             out.append(f"| `{group}` | `{chosen.get(group, '')}` | {options} |")
         out.append("")
         base = ConfigStore.instance().load("base_train.yaml").node
@@ -471,9 +478,8 @@ def render() -> str:
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip()).lower()
-    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+    """GitHub's anchor for a heading: lower case, punctuation dropped (not ``-`` or ``_``), spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def undocumented(page: str) -> list[str]:
