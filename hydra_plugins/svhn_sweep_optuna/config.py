@@ -26,8 +26,11 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     direction: Any = Direction.maximize
     # RDB URL of the study; a relative SQLite path is taken from where the command runs. See "Scaling a sweep".
     storage: Any = DEFAULT_STORAGE
+    # params: the search space, {key: sweep expression} as hydra-optuna-sweeper parses it (choice, interval, range,
+    # tag(log, ...)); filled by the search group (search=mlp, ...) and extended on the command line.
     # study_name: null (inherited) derives it from the config name, model, data, fixed overrides and search space,
     # so the same command resumes its study.
+
     # Trials in flight at once; more than 1 needs a parallel launcher (hydra/launcher=joblib, slurm, ...).
     # null: trials_per_device on each CUDA device the sweep sees (trainer.device=auto or cuda), else on the CPU.
     n_jobs: int | None = None
@@ -37,8 +40,9 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     trials_per_device: int = 1
     # Crashed trials (not diverged ones) tolerated, as a fraction of n_trials, before the sweep stops.
     max_failure_rate: float = 0.25
-    # Seconds between heartbeats of a running trial; one silent for grace_period is marked FAIL.
+    # Seconds between heartbeats of a running trial.
     heartbeat_interval: int = 10
+    # Seconds a running trial (or the final step's lease) may stay silent before it counts as lost.
     grace_period: int = 30
     # Before the final step, wait for trials that other workers of the same study are still running.
     wait_for_workers: bool = True

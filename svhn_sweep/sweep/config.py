@@ -144,8 +144,11 @@ class DataConfig:
     """What every data source shares: the validation share of the train file and the normalisation."""
 
     _target_: str = MISSING
+    # The data set's folder, relative to where the command runs (each option has its own).
     root: str = MISSING
+    # Share of the train file held out for validation (the trials' objective), the same split in every trial.
     val_fraction: float = 0.2
+    # Per-channel mean and std of the pixels in [0, 1], for normalisation (SVHN's, as the notebook uses).
     mean: list[float] = field(default_factory=lambda: list(SVHN_MEAN))
     std: list[float] = field(default_factory=lambda: list(SVHN_STD))
 
@@ -166,6 +169,7 @@ class SVHNDataConfig(DataConfig):
 
     _target_: str = "svhn_sweep.core.data.SVHNSource"
     root: str = "data/svhn"
+    # Download the two .mat files (md5-checked) when they are not in root; false: stop with a message instead.
     download: bool = True
 
 
@@ -175,8 +179,10 @@ class SyntheticDataConfig(DataConfig):
 
     _target_: str = "svhn_sweep.core.data.SyntheticSource"
     root: str = "data/synthetic"
+    # Images in the generated train and test files (SVHN's sizes by default); each size set is cached apart.
     train_size: int = SVHN_TRAIN_SIZE
     test_size: int = SVHN_TEST_SIZE
+    # Seed of the generator: the same seed and sizes give the same images.
     generator_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -194,8 +200,11 @@ class MLPConfig:
     """``model=mlp``: flatten -> [Linear -> (BN) -> ReLU -> (BN) -> (Dropout)] per hidden size -> Linear(10)."""
 
     _target_: str = "svhn_sweep.core.models.MLP"
+    # Width of each hidden layer, input side first: [100] is the notebook's net.
     hidden_sizes: list[int] = field(default_factory=lambda: [100])
-    batchnorm: BatchNormPlacement = BatchNormPlacement.none  # none | before | after (the activation)
+    # BatchNorm in each hidden layer: none, before or after the activation.
+    batchnorm: BatchNormPlacement = BatchNormPlacement.none
+    # Dropout probability after each hidden layer (0: none).
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -213,7 +222,9 @@ class CNNConfig:
     """``model=cnn``: [Conv3x3 -> BN -> ReLU -> MaxPool2] per entry of ``channels`` -> average pool -> Linear(10)."""
 
     _target_: str = "svhn_sweep.core.models.CNN"
+    # Output channels of each conv block (1 to 5 blocks).
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    # Dropout probability before the classifier (0: none).
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -232,7 +243,9 @@ class OptimizerConfig:
 
     _target_: str = MISSING
     _partial_: bool = True
+    # Learning rate (the scheduler changes it per epoch).
     lr: float = 1e-2
+    # L2 penalty (AdamW: decoupled weight decay).
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -245,7 +258,9 @@ class SGDConfig(OptimizerConfig):
     """``optimizer=sgd``: SGD with momentum."""
 
     _target_: str = "torch.optim.SGD"
+    # Momentum factor; 0 is plain SGD (the notebook's).
     momentum: float = 0.9
+    # Nesterov momentum instead of the classical one.
     nesterov: bool = False
 
     def __post_init__(self) -> None:
@@ -276,7 +291,9 @@ class StepLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     _partial_: bool = True
+    # Epochs between two decays of the learning rate.
     step_size: int = 2
+    # Factor applied to the learning rate at each decay.
     gamma: float = 0.5
 
     def __post_init__(self) -> None:
@@ -290,7 +307,9 @@ class CosineLRConfig:
 
     _target_: str = "torch.optim.lr_scheduler.CosineAnnealingLR"
     _partial_: bool = True
+    # Epochs of one half cosine period: the run's epochs, so the rate reaches eta_min at the end.
     T_max: int = II("trainer.epochs")
+    # Learning rate at the end of the period.
     eta_min: float = 0.0
 
 
@@ -300,8 +319,11 @@ class TrainerConfig:
 
     # Sized with hydra.sweeper.n_trials (20) for a CPU budget; raise both on a GPU.
     epochs: int = 4
+    # Training mini-batch size.
     batch_size: int = BATCH_SIZE
+    # Batch size for scoring the val and test splits (no gradients: larger is faster).
     eval_batch_size: int = EVAL_BATCH_SIZE
+    # Where to train: auto takes CUDA when it is there.
     device: Device = Device.auto
     # torch intra-op threads; null keeps torch's default (all cores).
     num_threads: int | None = None
@@ -348,8 +370,11 @@ class TrainerConfig:
 class FinalConfig:
     """The retrain of the best trial that ends a sweep, scored once on the test file."""
 
+    # Retrain the selected trial's config and score it on the test file once the trials are done.
     enabled: bool = True
+    # Retrain on train+val (more data for the final model); false: on the train split alone.
     train_on_val: bool = True
+    # Trials printed in the summary table at the end of a sweep.
     top_k: int = 10
     # Epochs of the retrain; null: the trials' trainer.epochs. A short search, then a full-length retrain: the
     # search only ranks configs, and 16 epochs took the default sweep's winner from test accuracy 0.81 to 0.89
@@ -396,7 +421,9 @@ def selection_margin(select: str) -> float | None:
 class SweepConfig:
     """The pruner (group ``sweep/pruner``) and, set by the sweeper on each job, the trial it runs."""
 
-    pruner: Any = MISSING  # chosen by sweep/pruner; null (sweep/pruner=none, or sweep.pruner=none): no pruning
+    # Chosen by sweep/pruner; null (sweep/pruner=none, or sweep.pruner=none): no pruning.
+    pruner: Any = MISSING
+    # Set by the sweeper on each job: the study's name, its storage URL and the trial number the job runs.
     study: str | None = None
     storage: str | None = None
     trial: int | None = None
@@ -431,6 +458,7 @@ class TensorBoardLoggerConfig:
     """``logger=tensorboard``: each trial and the final retrain as a run in ``log_dir/<study>/``."""
 
     _target_: str = "svhn_sweep.sweep.loggers.TensorBoardLogger"
+    # TensorBoard's folder; one sub-folder per study, one per run.
     log_dir: str = "outputs/tensorboard"
 
 
@@ -447,11 +475,16 @@ class MLflowLoggerConfig:
 class TrainConfig:
     """The primary config's schema: one option of each group, the trainer, the final step, the sweep's link."""
 
+    # The data set (group data): svhn or synthetic.
     data: Any = MISSING
+    # The network (group model): mlp or cnn.
     model: Any = MISSING
+    # The optimizer (group optimizer): sgd, adam or adamw.
     optimizer: Any = MISSING
-    scheduler: Any = MISSING  # scheduler=none sets it to null
-    logger: Any = MISSING  # logger=none (the default) sets it to null
+    # The learning-rate schedule (group scheduler); scheduler=none sets it to null.
+    scheduler: Any = MISSING
+    # The experiment tracker (group logger); logger=none (the default) sets it to null.
+    logger: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     final: FinalConfig = field(default_factory=FinalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
