@@ -599,7 +599,8 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         resume = []
         for trial in batch:
-            attempt = trials.get(retried_attempt(trials[trial.number]) or -1)
+            number = retried_attempt(trials[trial.number])
+            attempt = None if number is None else trials[number]  # trial 0 too: ``or`` would take it for none
             recorded = attempt.user_attrs.get(RUN_DIR_ATTR) if attempt else None
             resume.append([f"sweep.resume_from='{ref.run_dir(recorded)}'"] if recorded else [])
         return resume
