@@ -386,3 +386,42 @@ def test_the_final_steps_lease_names_the_folder_of_one_stopped_before_its_result
     taking_over.record({"test_accuracy": 0.5})
     taking_over.release()
     assert study.user_attrs[UNFINISHED_ATTR] is None and study.user_attrs[LEASE_ATTR] is None
+
+
+@pytest.mark.slow
+def test_a_trial_stopped_by_sigterm_is_retried_by_the_same_command_from_its_checkpoint_to_the_uninterrupted_value(
+    small_data: list[str], tmp_path: Path
+) -> None:
+    """The sweeper retries the interrupted trial with ``sweep.resume_from`` (its folder): the retry continues its
+    checkpoint and ends with the value and the learning curve the same trial has in a sweep never interrupted.
+    """
+    args = ["--multirun", *small_data, *LONG_EPOCHS, "hydra.sweeper.n_trials=1", f"trainer.epochs={EPOCHS_RUN}"]
+    args += ["sweep.pruner=none", "final.enabled=false"]
+    interrupted = [*args, "hydra.sweeper.study_name=stopped"]
+    sweep = start_cli(interrupted, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def first_attempt() -> Path | None:
+        return next(iter(tmp_path.glob(f"outputs/sweeps/*/0/{CHECKPOINT_FILE}")), None)
+
+    wait_for(lambda: first_attempt() is not None, sweep, "the trial's first checkpoint")
+    sweep.send_signal(signal.SIGTERM)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, stderr[-3000:]
+    checkpoint = first_attempt()
+    stopped_at = saved_epoch(checkpoint)
+    assert 0 < stopped_at < EPOCHS_RUN
+
+    time.sleep(1.1)  # the default sweep folder is named by the second
+    again = run_cli(interrupted, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (retry_log,) = tmp_path.glob("outputs/sweeps/*/1/svhn_sweep.log")
+    assert f"Resuming from {checkpoint}: {stopped_at} of {EPOCHS_RUN} epochs done" in retry_log.read_text()
+    never = run_cli([*args, "hydra.sweeper.study_name=never", "hydra.sweep.dir=never"], cwd=tmp_path)
+    assert never.returncode == 0, never.stderr[-3000:]
+
+    storage = f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}"
+    stopped, retry = optuna.load_study(study_name="stopped", storage=storage).trials
+    (reference,) = optuna.load_study(study_name="never", storage=storage).trials
+    assert retry.params == reference.params == stopped.params
+    assert retry.value == reference.value and retry.intermediate_values == reference.intermediate_values
+    assert sorted(retry.intermediate_values) == list(range(1, EPOCHS_RUN + 1))
