@@ -216,12 +216,13 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         if self.study_name:
             return StudyRef(storage, str(self.study_name))
         # The search space and the fixed overrides define the objective and name the study; how it is searched
-        # (the pruner), what follows it (the final step) and how it is watched (logger, trainer.quiet) do not.
+        # (the pruner), what follows it (the final step) and how it is watched or kept (logger, trainer.quiet,
+        # trainer.keep_checkpoints) do not.
         experiment = [
             o.input_line
             for o in OverridesParser.create().parse_overrides(params_conf)
             if o.get_key_element().split("/")[0].split(".")[0] not in ("sweep", "final", "logger")
-            and o.get_key_element() != "trainer.quiet"
+            and o.get_key_element() not in ("trainer.quiet", "trainer.keep_checkpoints")
         ]
         experiment.append(f"direction={self._get_directions()}")
         if self.custom_search_space_extender is not None:  # the hook is part of the space
