@@ -293,7 +293,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 **liar,
                 **kwargs,
                 _partial_=False,
-                _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"),
+                _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*"),
             )
 
         try:
