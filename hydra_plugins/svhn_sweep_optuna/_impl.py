@@ -51,8 +51,9 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import FINISHED, SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
+from svhn_sweep.sweep.slots import Slots, runs_jobs_apart
 from svhn_sweep.sweep.study import (
     StudyRef,
     absolute_storage_url,
@@ -164,6 +166,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trials_per_device: int,
         timeout: Any,
         enqueue: Any = (),
+        batch: bool = False,
     ) -> None:
         super().__init__(
             sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
@@ -174,6 +177,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         self.enqueue: list[dict[str, Any]] = OmegaConf.to_container(OmegaConf.create(list(enqueue)))
         self.trials_per_device = trials_per_device
         self.timeout = timeout
+        self.batch = batch
         self._started = time.monotonic()
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
 
@@ -301,7 +305,16 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         link = self._job_overrides(ref)
         progress = SweepProgress(self.n_trials, self.n_jobs)
 
-        while batch := self._ask(study, ref):
+        in_batches = not self._in_slots()
+        if not in_batches:
+            configure = partial(
+                self._configure_trials,
+                search_space_distributions=distributions,
+                fixed_params=fixed_params,
+                fixed_overrides=fixed_overrides,
+            )
+            self._run_slots(study, ref, storage, sweep_dir, link, progress, configure)
+        while in_batches and (batch := self._ask(study, ref)):
             overrides = [
                 [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
                 for slot, (trial, trial_overrides) in enumerate(
@@ -320,6 +333,59 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         if self.wait_for_workers:
             self._wait_for_other_workers(study)
         self._finish(study, sweep_dir)
+
+    def _in_slots(self) -> bool:
+        """Whether trials run in asynchronous slots (:mod:`svhn_sweep.sweep.slots`): unless ``hydra.sweeper.batch``
+        asks for batches, wherever the launcher runs jobs apart from this process (joblib, submitit).
+        """
+        if self.batch:
+            return False
+        if runs_jobs_apart(self.launcher):
+            return True
+        if self.n_jobs > 1:
+            log.info(
+                "%s runs its jobs in this process, one after the other: trials go to it in batches of %d.",
+                type(self.launcher).__name__,
+                self.n_jobs,
+            )
+        return False
+
+    def _run_slots(
+        self,
+        study: optuna.Study,
+        ref: StudyRef,
+        storage: optuna.storages.RDBStorage,
+        sweep_dir: Path,
+        link: list[str],
+        progress: SweepProgress,
+        configure: Callable[[list[optuna.Trial]], Sequence[Sequence[str]]],
+    ) -> None:
+        """``n_jobs`` slots, each asking for its next trial as soon as its last one is told (Optuna's
+        ``optimize(n_jobs)`` loop). Past the failure budget, no new trial starts; those in flight finish first.
+        """
+        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
+        in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
+        too_many_failures: SweepFailedError | None = None
+        with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
+            while True:
+                free = [] if too_many_failures else slots.free()
+                trials = self._ask(study, ref, len(free)) if free else []
+                with self._told_on_interrupt(study, trials):
+                    self._refuse_existing_run_dirs(sweep_dir, trials)
+                for slot, trial, trial_overrides in zip(free, trials, configure(trials), strict=False):
+                    job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                    slots.start(slot, trial, job, job_idx=trial.number)
+                if not slots.running:
+                    break
+                _, trial, ret = slots.wait()
+                self._tell(study, trial, ret)
+                log.info(progress.line(study, trial.number))
+                try:
+                    self._check_failure_budget(study)
+                except SweepFailedError as error:
+                    too_many_failures = error
+        if too_many_failures is not None:
+            raise too_many_failures
 
     def _checked_enqueue(
         self, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
@@ -416,9 +482,9 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trial.set_user_attr(COMPOSED_ATTR, composed)
         return {**searched, **composed, **fixed_params}
 
-    def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
-        """Up to n_jobs new trials, never more than n_trials in the study (counting and asking under a lock);
-        none once the time budget is spent.
+    def _ask(self, study: optuna.Study, ref: StudyRef, count: int | None = None) -> list[optuna.Trial]:
+        """Up to ``count`` (default n_jobs) new trials, never more than n_trials in the study (counting and asking
+        under a lock); none once the time budget is spent.
         """
         if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
             log.info(
@@ -433,7 +499,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             # enqueued trials still WAITING are what the next ask() returns, not trials on top of n_trials
             asked = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             remaining = self.n_trials - len(asked)
-            batch = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            batch = [study.ask() for _ in range(min(count or self.n_jobs, remaining))]
         self._asked += len(batch)
         return batch
 
@@ -518,16 +584,19 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
     # -- bookkeeping around a running batch -------------------------------------------------------------
     @contextmanager
     def _heartbeat(
-        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
+        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Collection[optuna.Trial]
     ) -> Iterator[None]:
+        """Beat for ``trials`` while the block runs; a live collection (the slots' trials) is read at every beat."""
         study_id = storage.get_study_id_from_name(study.study_name)
-        trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+        trial_ids: dict[int, int] = {}
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.is_set():
-                for trial_id in trial_ids:
-                    storage.record_heartbeat(trial_id)
+                for number in [t.number for t in list(trials)]:
+                    if number not in trial_ids:
+                        trial_ids[number] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                    storage.record_heartbeat(trial_ids[number])
                 stop.wait(self.heartbeat_interval)
 
         thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
@@ -539,12 +608,15 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             thread.join()
 
     @contextmanager
-    def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
-        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>"."""
+    def _told_on_interrupt(self, study: optuna.Study, trials: Collection[optuna.Trial]) -> Iterator[None]:
+        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>".
+        ``trials`` may be live (the slots' trials): those in flight when it happens.
+        """
         try:
             yield
         except BaseException as interrupt:
             cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
+            trials = list(trials)
             for trial in trials:
                 trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {cause}")
                 study.tell(trial, state=TrialState.FAIL)
