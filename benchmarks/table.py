@@ -40,6 +40,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
     "cached": ("cpu", "≤ 1 s", lambda seconds: seconds <= 1.0),
     "mlp_gpu": ("cuda", "≤ 0.2 s (H100)", lambda seconds: seconds <= 0.2),
     "cnn_gpu": ("cuda", "≤ 2 s (H100)", lambda seconds: seconds <= 2.0),
+    "async_use": ("cpu", "≥ 90 %", lambda fraction: fraction >= 0.90),  # issue 19: sweep_throughput.py --barrier
 }
 JUDGED_ON_SPEEDUP = ("ours64", "ours")
 

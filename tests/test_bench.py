@@ -114,3 +114,25 @@ def test_throughput_benchmark_compares_trials_in_flight_on_the_same_trials(
     assert "× one at a time; same trials as one at a time" in note
     # one thread per trial at both n_jobs: a trial's result does not depend on what runs beside it
     assert "val acc differs by at most 0.0000;" in note
+
+
+def test_barrier_benchmark_compares_batches_with_asynchronous_slots(synthetic_root: Path, tmp_path: Path) -> None:
+    """--barrier on tiny data: per mode its trials per minute, the slots' utilisation and the per-trial overhead,
+    from the trials' own clocks.
+    """
+    out = tmp_path / "barrier.md"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/sweep_throughput.py", "--barrier", "--data-root", str(synthetic_root)]
+    command += [*sizes, "--mlp", "3", "1", "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    assert report in result.stdout and "failed" not in report
+    shape = "mlp search, 3 trials x 1 epochs, median pruner, 2 slots"
+    assert rows(report) == [
+        f"{shape}, {mode}: {what}"
+        for mode in ("batch", "async")
+        for what in ("trials per minute", "utilisation of the slots", "slot free -> next trial training")
+    ]
+    assert "waiting for the batch's slowest trial" in report and "≥ 90 %:" in report  # the async target, judged
+    assert "a worker read the train file at most 1x" in report
