@@ -16,8 +16,12 @@ this subclass replaces only its loop:
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
   trials FAIL "interrupted: <signal>";
 - the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
-- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
-  batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
+- ``n_jobs`` trials are in flight: with a launcher that runs jobs apart from this process (joblib, submitit), in
+  asynchronous slots, each asking for its next trial as soon as its last one is told (``svhn_sweep.sweep.slots``
+  says how and why); with ``hydra.sweeper.batch=true`` or another launcher (the basic one), in batches that wait
+  for their slowest trial;
+- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job gets its slot (``sweep.slot``, its
+  place in the batch), and with several CUDA devices trains on ``cuda:(slot % devices)``;
 - ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
   least one batch): running trials finish, the final step follows, and the same command continues the study.
 
