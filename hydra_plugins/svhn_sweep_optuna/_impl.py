@@ -369,16 +369,17 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         """
         slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
         in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
-        too_many_failures: SweepFailedError | None = None
+        asking, too_many_failures = True, None
         with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
             while True:
-                free = [] if too_many_failures else slots.free()
-                trials = self._ask(study, ref, len(free)) if free else []
-                with self._told_on_interrupt(study, trials):
-                    self._refuse_existing_run_dirs(sweep_dir, trials)
-                for slot, trial, trial_overrides in zip(free, trials, configure(trials), strict=False):
-                    job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
-                    slots.start(slot, trial, job, job_idx=trial.number)
+                if asking and (free := slots.free()):
+                    trials = self._ask(study, ref, len(free))
+                    asking = bool(trials)  # none: n_trials are there or the time budget is spent
+                    with self._told_on_interrupt(study, trials):
+                        self._refuse_existing_run_dirs(sweep_dir, trials)
+                    for slot, trial, trial_overrides in zip(free, trials, configure(trials), strict=False):
+                        job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                        slots.start(slot, trial, job, job_idx=trial.number)
                 if not slots.running:
                     break
                 _, trial, ret = slots.wait()
@@ -387,8 +388,9 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 try:
                     self._check_failure_budget(study)
                 except SweepFailedError as error:
-                    too_many_failures = error
+                    too_many_failures, asking = error, False
         if too_many_failures is not None:
+            self._check_failure_budget(study)  # the message names the crashes of the trials in flight too
             raise too_many_failures
 
     def _checked_enqueue(
