@@ -34,4 +34,7 @@ PREDICTIONS_FILE = "test_predictions.npz"
 # User attributes the sweeper sets on a study's trials, read by the final step and the tables.
 ENQUEUED_ATTR = "enqueued"  # True on a trial of hydra.sweeper.enqueue (e.g. the notebook's model, as reference)
 COMPOSED_ATTR = "composed"  # config values a custom_search_space hook composed, e.g. model.hidden_sizes from widths
-OVERRIDES_ATTR = "overrides"  # the trial's searched values as overrides: what the final step retrains
+OVERRIDES_ATTR = "overrides"  # the trial's searched values as overrides, as the tables show them
+CONFIG_OVERRIDES_ATTR = "config_overrides"  # every override composing the trial's config: what the final step retrains
+FAIL_REASON_ATTR = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
+RUN_DIR_ATTR = "run_dir"  # the trial's run folder, as svhn_sweep.sweep.study.StudyRef.run_dir_attr records it

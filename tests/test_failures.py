@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -106,7 +108,8 @@ def test_a_crashing_trial_is_recorded_with_its_error_and_the_sweep_goes_on(small
     assert crashed and all(t.state == TrialState.FAIL for t in crashed)
     for trial in crashed:
         assert trial.user_attrs["fail_reason"] == "error: RuntimeError: a bug in a custom model"
-        assert "a bug in a custom model" in (Path(trial.user_attrs["run_dir"]) / "error.txt").read_text()
+        run_dir = StudyRef.from_sweep_dir(next(tmp_path.glob("outputs/sweeps/*"))).run_dir(trial.user_attrs["run_dir"])
+        assert "a bug in a custom model" in (run_dir / "error.txt").read_text()
     assert all(t.state == TrialState.COMPLETE for t in trials if t not in crashed)
 
 
@@ -115,10 +118,20 @@ def test_too_many_crashes_stop_the_sweep_naming_the_failed_trials(small_data, tm
     result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.0)
     trials = study_of(tmp_path).trials
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    assert_one_clear_message(result, f"trials failed ({', '.join(map(str, failed))})", "max_failure_rate=0.0")
+    assert_one_clear_message(
+        result, f"trials failed in this command ({', '.join(map(str, failed))})", "max_failure_rate=0.0"
+    )
     assert len(failed) == 1 and len(trials) < 6  # stopped at the first crash ...
     assert all(t.state == TrialState.COMPLETE for t in trials if t.number not in failed)  # ... keeping the rest
     assert not list(tmp_path.glob("outputs/sweeps/*/final"))
+
+    # The bug fixed, the same command goes on: the budget counts this command's crashes, not the earlier ones.
+    (buggy_model / "buggy.py").write_text(BUGGY_MODEL.replace("raise RuntimeError", "pass  #"))
+    time.sleep(1)  # a new sweep folder (they are named by the second)
+    result = crashing_sweep(small_data, tmp_path, buggy_model, max_failure_rate=0.0)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = StudyRef.from_sweep_dir(max(tmp_path.glob("outputs/sweeps/*"))).load().trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5 and len(trials) == 6  # the crash counts
 
 
 @pytest.mark.slow
@@ -128,7 +141,8 @@ def test_too_many_crashes_in_slots_stop_asking_and_the_trials_in_flight_finish(s
     )
     trials = study_of(tmp_path).trials
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    assert_one_clear_message(result, f"trials failed ({', '.join(map(str, failed))})", "max_failure_rate=0.0")
+    crashes = f"trials failed in this command ({', '.join(map(str, failed))})"
+    assert_one_clear_message(result, crashes, "max_failure_rate=0.0")
     assert failed and len(trials) < 6 and not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(t.user_attrs["fail_reason"].startswith("error: RuntimeError") for t in trials if t.number in failed)
     assert not list(tmp_path.glob("outputs/sweeps/*/final"))
@@ -174,6 +188,19 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("optimizer.weight_decay=interval(0.1,0.01)", ["optimizer.weight_decay", "low"]),
         ("hydra.sweeper.timeout=soon", ["hydra.sweeper.timeout='soon'", "90s, 15m or 2h"]),
         ("hydra.sweeper.trials_per_device=0", ["hydra.sweeper.trials_per_device=0", "must be >= 1"]),
+        ("hydra.sweeper.n_trials=0", ["hydra.sweeper.n_trials=0", "must be >= 1"]),
+        ("hydra.sweeper.n_trials=-3", ["hydra.sweeper.n_trials=-3", "must be >= 1"]),
+        (
+            "optimizer.lrr=tag(log,interval(1e-3,1e-1))",
+            [
+                "Search space entry 'optimizer.lrr=tag(log,interval(1e-3,1e-1))'",
+                "Key 'lrr' not in",
+                "Did you mean: 'lr'?",
+            ],
+        ),
+        ("optimizer=choice(sgd,adamm)", ["'optimizer=choice(sgd,adamm)'", "adamm", "sgd"]),
+        ("model.hidden_sizes=choice([100],[0])", ["model.hidden_sizes=[0]", "every size positive"]),
+        ("'+hydra.sweeper.params={model.dropuot:0.3}'", ["model.dropuot", "Did you mean: 'dropout'?"]),
         ("seed=-1", ["seed=-1", "between 0 and 2**32 - 1"]),
         ("hydra.sweeper.enqueue=[{model.depth:2}]", ["hydra.sweeper.enqueue[0]", "['model.depth']", "does not have"]),
         ("hydra.sweeper.enqueue=[{optimizer.lr:5}]", ["hydra.sweeper.enqueue[0]", "optimizer.lr=5", "outside"]),
@@ -194,8 +221,11 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
 def test_bad_config_or_search_space_is_rejected_before_any_trial(
     small_data, tmp_path, override, needles, run_main
 ) -> None:
-    assert_one_clear_message(run_main(["--multirun", *small_data, *override.split()]), *needles)
+    assert_one_clear_message(run_main(["--multirun", *small_data, *shlex.split(override)]), *needles)
     assert no_trial_ran(tmp_path)
+    assert not (tmp_path / "outputs" / "optuna.db").exists() or not optuna.get_all_study_names(
+        f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}"
+    )  # no study either
 
 
 def test_an_output_folder_that_cannot_be_created_stops_before_the_sweep(small_data, tmp_path, run_main) -> None:
@@ -254,10 +284,13 @@ def test_ctrl_c_keeps_finished_trials_marks_the_running_one_and_resumes(small_da
     stdout, stderr = sweep.communicate(timeout=60)
     assert sweep.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
     assert "run the same command to resume" in stderr
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert study.trials[1].user_attrs["fail_reason"] == "interrupted: SIGINT"
     assert "COMPLETE" in stdout and "FAIL" in stdout  # the summary shows what is there
 
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # The interrupted trial does not count toward n_trials=3: its parameters are tried again first (trial 2).
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[2].params == trials[1].params and trials[2].system_attrs["retry_history"] == [1]

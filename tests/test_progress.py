@@ -20,19 +20,22 @@ from tests.conftest import Sweep
 NOW = datetime(2026, 11, 28, 9, 0, 0)
 
 
-def trial(number: int, state: TrialState, seconds: float, value: float | None = None) -> FrozenTrial:
-    """A trial that started ``seconds`` before NOW (RUNNING) or took ``seconds`` and ended at NOW."""
+def trial(number: int, state: TrialState, seconds: float, value: float | None = None, why: str = "") -> FrozenTrial:
+    """A trial that started ``seconds`` before NOW (RUNNING) or took ``seconds`` and ended at NOW; ``why`` it
+    failed (stale trials have no reason).
+    """
     start = NOW - timedelta(seconds=seconds)
     complete = None if state == TrialState.RUNNING else NOW
-    return FrozenTrial(number, state, value, start, complete, {}, {}, {}, {}, {}, number)
+    attrs = {"fail_reason": why} if why else {}
+    return FrozenTrial(number, state, value, start, complete, {}, {}, attrs, {}, {}, number)
 
 
-# 0: 60 s, 1: 30 s (pruned), 2: 90 s, 3: 60 s (failed): the mean of the finished is 60 s; 4 runs since 20 s.
+# 0: 60 s, 1: 30 s (pruned), 2: 90 s, 3: 60 s (crashed): the mean of the finished is 60 s; 4 runs since 20 s.
 TRIALS = [
     trial(0, TrialState.COMPLETE, 60, 0.5),
     trial(1, TrialState.PRUNED, 30, 0.3),
     trial(2, TrialState.COMPLETE, 90, 0.7),
-    trial(3, TrialState.FAIL, 60),
+    trial(3, TrialState.FAIL, 60, why="error: RuntimeError: boom"),
     trial(4, TrialState.RUNNING, 20),
 ]
 
@@ -46,6 +49,16 @@ def test_the_line_counts_the_study_names_the_best_and_estimates_the_time_left() 
     )
     line = progress_line(TRIALS, 1, total=10, parallel=4, elapsed=10, now=NOW)  # 4 trials at a time
     assert line.startswith("Trial 1 PRUNED val_accuracy 0.3000 |") and line.endswith("10s elapsed, about 1m25s left")
+
+
+def test_interrupted_trials_count_neither_as_finished_nor_in_the_mean() -> None:
+    """Ctrl-C'd and stale trials evaluated nothing: their retries will; their short run times say nothing."""
+    interrupted = [trial(5, TrialState.FAIL, 1, why="interrupted: SIGINT"), trial(6, TrialState.FAIL, 2)]
+    line = progress_line([*TRIALS, *interrupted], 5, total=10, parallel=1, elapsed=245, now=NOW)
+    assert line == (
+        "Trial 5 FAIL val_accuracy - | 4 of 10 finished, 1 in flight | best 0.7000 (trial 2) | 4m05s elapsed, "
+        "about 5m40s left"
+    )
 
 
 def test_trials_in_flight_beyond_the_mean_and_other_workers_count_too() -> None:

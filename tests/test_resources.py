@@ -82,12 +82,14 @@ def test_only_trials_of_a_batch_that_see_several_cuda_devices_are_moved(choice, 
 
 @pytest.fixture
 def sweeper() -> Iterator[Callable[..., PersistentOptunaSweeper]]:
-    """The sweeper as Hydra builds it from ``conf/train.yaml`` and hydra.* overrides (not set up: no launch)."""
+    """The sweeper as Hydra builds it from ``conf/train.yaml`` and hydra.* overrides, with its config (no launcher)."""
     with initialize_config_dir(config_dir=CONFIG_DIR):
 
         def build(*overrides: str) -> PersistentOptunaSweeper:
             cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-            return instantiate(cfg.hydra.sweeper, _recursive_=False, _execution_whitelist_="hydra_plugins.*")
+            built = instantiate(cfg.hydra.sweeper, _recursive_=False, _execution_whitelist_="hydra_plugins.*")
+            built.impl.config = cfg  # what setup() keeps (it also builds the launcher, which these tests need not)
+            return built
 
         yield build
 
@@ -102,11 +104,11 @@ def sweeper() -> Iterator[Callable[..., PersistentOptunaSweeper]]:
     ],
 )
 def test_tpe_lies_about_running_trials_exactly_when_several_are_in_flight(sweeper, overrides, liar) -> None:
-    sampler = sweeper(*overrides).impl._build_sampler()
+    sampler = sweeper(*overrides).impl._build_sampler().sampler_for(3)  # the sampler of trial 3
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._constant_liar is liar
     assert sampler._n_startup_trials == 10  # the rest of the sampler's config is as configured
 
 
 def test_a_sampler_without_constant_liar_is_built_as_configured(sweeper) -> None:
     sampler = sweeper("hydra.sweeper.n_jobs=2", "hydra/sweeper/sampler=random").impl._build_sampler()
-    assert isinstance(sampler, optuna.samplers.RandomSampler)
+    assert isinstance(sampler.sampler_for(0), optuna.samplers.RandomSampler)

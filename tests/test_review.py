@@ -58,7 +58,7 @@ def test_trials_table_has_a_row_per_trial_with_state_params_and_run_facts(sweep:
     table = load_sweep(sweep.dir)
     columns = list(table.columns)
     assert columns[:3] == ["trial", "state", "val_accuracy"] and set(columns[3:-5]) == SEARCHED
-    assert columns[-5:] == ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
+    assert columns[-6:] == ["enqueued", "epochs", "duration_s", "fail_reason", "retry_of", "run_dir"]
     # the search enqueues the notebook's model: it runs first, and only it is marked
     assert table.set_index("trial")["enqueued"].sort_index().tolist() == [True, False, False, False]
     assert study.trials[0].params == {

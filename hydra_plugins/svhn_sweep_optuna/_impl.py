@@ -65,6 +65,7 @@ import optuna
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
@@ -75,19 +76,26 @@ from sqlalchemy.engine import URL, make_url
 
 from svhn_sweep.constants import (
     COMPOSED_ATTR,
+    CONFIG_OVERRIDES_ATTR,
     DEFAULT_STORAGE,
     ENQUEUED_ATTR,
     ERROR_FILE,
+    FAIL_REASON_ATTR,
     MULTIRUN_FILE,
     OVERRIDES_ATTR,
     RESULTS_FILE,
+    RUN_DIR_ATTR,
 )
+from svhn_sweep.core.errors import ConfigError
+from svhn_sweep.sweep.config import validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.preflight import preflight
-from svhn_sweep.sweep.progress import FINISHED, SweepProgress
+from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
+from svhn_sweep.sweep.retries import DIVERGED, ERROR, INTERRUPTED, counted, evaluated, retried_attempt, retry
+from svhn_sweep.sweep.sampling import build_sampler, check_sampler_available, grid_size
 from svhn_sweep.sweep.slots import Slots, runs_jobs_apart
 from svhn_sweep.sweep.study import (
     StudyRef,
@@ -99,9 +107,7 @@ from svhn_sweep.sweep.study import (
 
 log = logging.getLogger(__name__)
 
-FAIL_REASON = "fail_reason"  # "error: ...", "diverged: ..." or "interrupted: ..."; stale trials have none
-ERROR, DIVERGED, INTERRUPTED = "error", "diverged", "interrupted"
-RUN_DIR = "run_dir"
+GRID_SAMPLER = "optuna.samplers.GridSampler"
 
 
 class SweepFailedError(ReportedError):
@@ -138,6 +144,17 @@ def _override_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return "[" + ",".join(str(_override_value(v)) for v in value) + "]"
     return value
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines about throw-away in-memory studies (the checks before the sweep) are noise."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _contains(distribution: BaseDistribution | None, value: Any) -> bool:
@@ -184,14 +201,21 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         self.batch = batch
         self._started = time.monotonic()
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
+        self._crashed: list[int] = []  # trials of this command whose code raised: what max_failure_rate counts
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here."""
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
         with reported():
+            if self.n_trials < 1:
+                raise ConfigError(
+                    f"Invalid config value hydra.sweeper.n_trials={self.n_trials!r}: must be >= 1 (the number of "
+                    "trials the study evaluates in all, across commands and workers)."
+                )
             self.timeout = parse_timeout(self.timeout)
             self.n_jobs = trials_in_flight(self.n_jobs, self.trials_per_device, devices)
+            check_sampler_available(str(self.sampler.get("_target_", "")))
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _study_ref(self, params_conf: list[str]) -> StudyRef:
@@ -256,19 +280,64 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         with reported():
             preflight(self.config, ref, sweep_dir)
 
-    def _build_sampler(self) -> optuna.samplers.BaseSampler:
-        """The sampler, built after the config's checks: its seed is the run's ``seed``, named there when wrong.
+    def _build_sampler(self, grid: dict[str, list[Any]] | None = None) -> optuna.samplers.BaseSampler:
+        """The sampler, built after the config's checks and seeded per trial (:mod:`svhn_sweep.sweep.sampling`)
+        from ``hydra.sweeper.sampler.seed``, or else the run's ``seed`` (named by the checks when wrong).
 
-        TPE's ``constant_liar`` left null is on exactly when trials run side by side (``n_jobs`` > 1).
+        TPE's ``constant_liar`` left null is on exactly when trials run side by side (``n_jobs`` > 1); a grid
+        sweep's GridSampler gets the grid the search space enumerates.
         """
         liar = {}
         if "constant_liar" in self.sampler and self.sampler.constant_liar is None:
             liar["constant_liar"] = self.n_jobs > 1
             log.info("TPE with constant_liar=%s (%d trial(s) in flight)", liar["constant_liar"], self.n_jobs)
+        seed = self.sampler.get("seed")
+        seed = self.config.get("seed") if seed is None else seed
+
+        def make(**kwargs: Any) -> optuna.samplers.BaseSampler:
+            return instantiate(
+                self.sampler,
+                **liar,
+                **kwargs,
+                _partial_=False,
+                _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"),
+            )
+
         try:
-            return instantiate(self.sampler, **liar, _execution_whitelist_=("optuna.samplers.*", "hydra_plugins.*"))
+            return build_sampler(make, seed, grid)
         except Exception as error:
             raise ReportedError(f"hydra.sweeper.sampler cannot be built: {error}") from None
+
+    def _grid(self, distributions: dict[str, BaseDistribution]) -> dict[str, list[Any]] | None:
+        """For ``hydra/sweeper/sampler=grid``: every parameter's values, as the official sweeper enumerates them;
+        ``n_trials`` capped at the grid's size, so the sweep ends when the grid is done. None for other samplers.
+        """
+        if self.sampler.get("_target_") != GRID_SAMPLER:
+            return None
+        if self.custom_search_space_extender is not None:
+            raise ReportedError(
+                "hydra/sweeper/sampler=grid enumerates the parameters of hydra.sweeper.params, and a "
+                "custom_search_space hook adds parameters it cannot know: use another sampler, or set "
+                "hydra.sweeper.custom_search_space=null and list the values in hydra.sweeper.params."
+            )
+        grid = {}
+        for name, distribution in distributions.items():
+            try:
+                grid[name] = self._to_grid_sampler_choices(distribution)
+            except ValueError:
+                raise ReportedError(
+                    f"hydra/sweeper/sampler=grid needs a finite set of values for every search parameter, and "
+                    f"{name} is continuous ({distribution}): give it choice(...) or range(...), or fix its value; "
+                    "nothing has run."
+                ) from None
+        size = grid_size(grid)
+        if self.n_trials > size:
+            log.info("The grid has %d points: n_trials %d capped to %d.", size, self.n_trials, size)
+            self.n_trials = size
+        if self.enqueue:
+            log.info("The grid evaluates each of its points once; hydra.sweeper.enqueue is not used.")
+            self.enqueue = []
+        return grid
 
     # -- the loop ----------------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> None:
@@ -280,11 +349,13 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         self._process_searchspace_config()
         params_conf = self._parse_sweeper_params_config() + list(arguments)
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
+        grid = self._grid(distributions)
         enqueued = self._checked_enqueue(distributions, fixed_params)
+        self._check_trial_configs(params_conf, distributions, fixed_params, fixed_overrides, enqueued)
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         self._preflight(ref, sweep_dir)
-        sampler = self._build_sampler()
+        sampler = self._build_sampler(grid)
         # Its presence tells the final step that *this* sweep finished; one left by an earlier run must not.
         (sweep_dir / RESULTS_FILE).unlink(missing_ok=True)
         with study_lock(ref.storage, ref.study_name):
@@ -302,7 +373,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         ref.save(sweep_dir)
         OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)  # as Hydra's own sweeper does; svhn-sweep-final reads it
         optuna.storages.fail_stale_trials(study)
-        done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+        done = [t for t in study.get_trials(deepcopy=False) if evaluated(t)]
         log.info(
             "Study %s in %s: %d of %d trials already finished", ref.study_name, ref.storage, len(done), self.n_trials
         )
@@ -320,19 +391,28 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             self._run_slots(study, ref, storage, sweep_dir, link, progress, configure)
         while in_batches and (batch := self._ask(study, ref)):
             overrides = [
-                [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
-                for slot, (trial, trial_overrides) in enumerate(
-                    zip(batch, self._configure_trials(batch, distributions, fixed_params, fixed_overrides), strict=True)
+                [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
+                for slot, (trial, trial_overrides, resume) in enumerate(
+                    zip(
+                        batch,
+                        self._configure_trials(batch, distributions, fixed_params, fixed_overrides),
+                        self._resume_overrides(study, ref, batch),
+                        strict=True,
+                    )
                 )
             ]
             with self._told_on_interrupt(study, batch):
                 self._refuse_existing_run_dirs(sweep_dir, batch)
+                for job, trial in enumerate(batch, start=batch[0].number):  # where Hydra will put it (by job number)
+                    trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(sweep_dir.resolve() / str(job)))
                 with self._heartbeat(storage, study, batch):
                     returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
             for trial, ret in zip(batch, returns, strict=True):
-                self._tell(study, trial, ret)
+                self._tell(study, ref, trial, ret)
                 log.info(progress.line(study, trial.number))
-            self._check_failure_budget(study)
+            self._check_failure_budget()
+        if grid is not None and sum(evaluated(t) for t in study.get_trials(deepcopy=False)) >= self.n_trials:
+            log.info("The grid is done: all %d of its points evaluated.", self.n_trials)
 
         if self.wait_for_workers:
             self._wait_for_other_workers(study)
@@ -377,20 +457,23 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                     asking = bool(trials)  # none: n_trials are there or the time budget is spent
                     with self._told_on_interrupt(study, trials):
                         self._refuse_existing_run_dirs(sweep_dir, trials)
-                    for slot, trial, trial_overrides in zip(free, trials, configure(trials), strict=False):
-                        job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}"]
+                        resumes = self._resume_overrides(study, ref, trials)
+                        jobs = list(zip(free[: len(trials)], trials, configure(trials), resumes, strict=True))
+                    for slot, trial, trial_overrides, resume in jobs:
+                        job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
+                        trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(sweep_dir.resolve() / str(trial.number)))
                         slots.start(slot, trial, job, job_idx=trial.number)
                 if not slots.running:
                     break
                 _, trial, ret = slots.wait()
-                self._tell(study, trial, ret)
+                self._tell(study, ref, trial, ret)
                 log.info(progress.line(study, trial.number))
                 try:
-                    self._check_failure_budget(study)
+                    self._check_failure_budget()
                 except SweepFailedError as error:
                     too_many_failures, asking = error, False
         if too_many_failures is not None:
-            self._check_failure_budget(study)  # the message names the crashes of the trials in flight too
+            self._check_failure_budget()  # the message names the crashes of the trials in flight too
             raise too_many_failures
 
     def _checked_enqueue(
@@ -410,22 +493,19 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             }
             if not entry:
                 continue
-            verbosity = optuna.logging.get_verbosity()
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             try:
-                probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+                with _quiet_optuna():
+                    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
                 # values outside a categorical would stop the probe: they are named below instead
                 probe.enqueue_trial(
                     {k: v for k, v in entry.items() if k not in distributions or _contains(distributions[k], v)}
                 )
                 trial = probe.ask()
-                with warnings.catch_warnings():  # Optuna's "out of range" warning: the check below says it better
+                with warnings.catch_warnings(), _quiet_optuna():  # Optuna's "out of range": said better below
                     warnings.simplefilter("ignore")
                     self._trial_values(trial, distributions, {})
             except ValueError as error:  # e.g. a choice of the hook's that is not among its choices
                 raise ReportedError(f"hydra.sweeper.enqueue[{index}] {raw} cannot be evaluated: {error}") from None
-            finally:
-                optuna.logging.set_verbosity(verbosity)
             space = {**trial.distributions, **distributions}
             unknown = sorted(set(entry) - set(space))
             outside = [
@@ -447,7 +527,8 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
     def _enqueue(self, study: optuna.Study, entries: list[dict[str, Any]]) -> None:
         """Enqueue the entries the study does not have yet (a resume enqueues nothing twice), while it has room."""
         for entry in entries:
-            if len(study.get_trials(deepcopy=False)) >= self.n_trials:
+            trials = study.get_trials(deepcopy=False)
+            if sum(counted(t) or t.state == TrialState.WAITING for t in trials) >= self.n_trials:
                 return
             study.enqueue_trial(entry, user_attrs={ENQUEUED_ATTR: True}, skip_if_exists=True)
 
@@ -458,16 +539,93 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         fixed_params: dict[str, Any],
         fixed_overrides: list[str],
     ) -> Sequence[Sequence[str]]:
-        """Each trial's overrides: its searched values (recorded as its ``overrides``), then the fixed ones."""
+        """Each trial's overrides: its searched values, then the fixed ones. Both are recorded: the searched ones
+        for the tables (``overrides``), all of them for the final step, which composes exactly this config again
+        (``config_overrides``).
+        """
         overrides = []
         for trial in trials:
-            values = self._trial_values(trial, search_space_distributions, fixed_params)
-            searched = [
-                f"{name}={_override_value(value)}" for name, value in values.items() if name not in fixed_params
-            ]
+            searched, config = self._trial_overrides(trial, search_space_distributions, fixed_params, fixed_overrides)
             trial.set_user_attr(OVERRIDES_ATTR, searched)
-            overrides.append([*searched, *(f"{n}={v}" for n, v in fixed_params.items()), *fixed_overrides])
+            trial.set_user_attr(CONFIG_OVERRIDES_ATTR, config)
+            overrides.append(config)
         return overrides
+
+    def _trial_overrides(
+        self,
+        trial: optuna.Trial,
+        distributions: dict[str, BaseDistribution],
+        fixed_params: dict[str, Any],
+        fixed_overrides: list[str],
+    ) -> tuple[list[str], list[str]]:
+        """A trial's searched values as overrides, and every override that composes its config."""
+        values = self._trial_values(trial, distributions, fixed_params)
+        searched = [f"{name}={_override_value(value)}" for name, value in values.items() if name not in fixed_params]
+        return searched, [*searched, *(f"{n}={v}" for n, v in fixed_params.items()), *fixed_overrides]
+
+    def _check_trial_configs(
+        self,
+        params_conf: list[str],
+        distributions: dict[str, BaseDistribution],
+        fixed_params: dict[str, Any],
+        fixed_overrides: list[str],
+        enqueued: list[dict[str, Any]],
+    ) -> None:
+        """Compose trials' configs before the study exists and run the config checks on them, so that nothing in
+        the search space is first found wrong by a trial: one trial drawn at random, every enqueued one, and one per
+        choice of every categorical parameter (a choice may select another config group option, with other keys).
+        """
+        probes: list[dict[str, Any]] = [{}, *enqueued]
+        probes += [
+            {name: choice}
+            for name, distribution in distributions.items()
+            if isinstance(distribution, CategoricalDistribution)
+            for choice in distribution.choices
+        ]
+        with _quiet_optuna():
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for probe in probes:
+            if probe:
+                study.enqueue_trial(probe)
+            trial = study.ask()
+            _, overrides = self._trial_overrides(trial, distributions, fixed_params, fixed_overrides)
+            self._compose_checked(overrides, params_conf)
+
+    def _compose_checked(self, overrides: list[str], params_conf: list[str]) -> None:
+        """A job's config composed from ``overrides`` as the launcher will compose it, then checked: one message
+        naming the search space entry (as written in ``params_conf``) that breaks it, with Hydra's own words.
+        """
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except Exception as error:
+            culprit = self._first_breaking(overrides)
+            key = OverridesParser.create().parse_override(culprit).get_key_element() if culprit else None
+            entry = next(  # the last entry of a key is the one that holds (the command line's, over the YAML's)
+                (
+                    e
+                    for e in reversed(params_conf)
+                    if OverridesParser.create().parse_override(e).get_key_element() == key
+                ),
+                culprit,
+            )
+            words = "\n".join(dict.fromkeys(str(e).strip() for e in (error, error.__cause__) if e))
+            raise ReportedError(
+                f"Search space entry '{entry}' does not compose into a trial's config:\n{words}\n"
+                "Fix it in hydra.sweeper.params, the search YAML file or the command line; nothing has run."
+            ) from None
+        try:
+            validate(config)
+        except ConfigError as error:
+            raise ReportedError(f"{error} (in a trial's config: {' '.join(overrides)}); nothing has run.") from None
+
+    def _first_breaking(self, overrides: list[str]) -> str | None:
+        """The first override that a config composed from the overrides before it cannot take."""
+        for end in range(1, len(overrides) + 1):
+            try:
+                self.hydra_context.config_loader.load_sweep_config(self.config, overrides[:end])
+            except Exception:
+                return overrides[end - 1]
+        return None
 
     def _trial_values(
         self, trial: optuna.Trial, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
@@ -502,12 +660,24 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             return []
         with study_lock(ref.storage, ref.study_name):
             optuna.storages.fail_stale_trials(study)
-            # enqueued trials still WAITING are what the next ask() returns, not trials on top of n_trials
-            asked = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            remaining = self.n_trials - len(asked)
+            # trials WAITING (enqueued, retries of interrupted ones) are what the next ask() returns, not trials
+            # on top of n_trials; interrupted trials do not count, their retries do once asked
+            remaining = self.n_trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
             batch = [study.ask() for _ in range(min(count or self.n_jobs, remaining))]
         self._asked += len(batch)
         return batch
+
+    def _resume_overrides(self, study: optuna.Study, ref: StudyRef, batch: Sequence[optuna.Trial]) -> list[list[str]]:
+        """For a trial that retries an interrupted one, ``sweep.resume_from``: the run folder of the attempt it
+        retries, where that attempt's checkpoint is.
+        """
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        resume = []
+        for trial in batch:
+            attempt = trials.get(retried_attempt(trials[trial.number]) or -1)
+            recorded = attempt.user_attrs.get(RUN_DIR_ATTR) if attempt else None
+            resume.append([f"sweep.resume_from='{ref.run_dir(recorded)}'"] if recorded else [])
+        return resume
 
     def _refuse_existing_run_dirs(self, sweep_dir: Path, batch: Sequence[optuna.Trial]) -> None:
         """A trial's folder is named by its number; one already there belongs to another study: never overwrite."""
@@ -518,15 +688,16 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 "hydra.sweep.dir (the default one is unique per second)."
             )
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+    def _tell(self, study: optuna.Study, ref: StudyRef, trial: optuna.Trial, ret: JobReturn) -> None:
         run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve() if ret.hydra_cfg else None
         if run_dir is not None:
-            trial.set_user_attr(RUN_DIR, str(run_dir))
+            trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))
         try:
             value = ret.return_value
         except Exception as error:
-            trial.set_user_attr(FAIL_REASON, f"{ERROR}: {type(error).__name__}: {error}")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{ERROR}: {type(error).__name__}: {error}")
             study.tell(trial, state=TrialState.FAIL)
+            self._crashed.append(trial.number)
             if run_dir is not None:
                 (run_dir / ERROR_FILE).write_text("".join(traceback.format_exception(error)))
             log.error(
@@ -540,25 +711,27 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         if isinstance(value, StoppedEarly) and value.state == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
         elif isinstance(value, StoppedEarly):
-            trial.set_user_attr(FAIL_REASON, f"{DIVERGED}: {value.reason}")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{DIVERGED}: {value.reason}")
             study.tell(trial, state=TrialState.FAIL)
-        elif isinstance(value, tuple):  # sweep.objectives with the parameter count
-            study.tell(trial, [float(v) for v in value])
-        else:
-            study.tell(trial, float(value))
+        else:  # a tuple: sweep.objectives with the parameter count
+            values = [float(v) for v in value] if isinstance(value, tuple) else [float(value)]
+            try:
+                study.tell(trial, values)
+            except RuntimeError as error:  # GridSampler stops the study when its grid is done: n_trials does here
+                if "Study.stop" not in str(error):
+                    raise
 
-    def _check_failure_budget(self, study: optuna.Study) -> None:
-        """Only crashes count: divergence is the config's verdict, a killed or interrupted run is not the trial's."""
-        crashed = [
-            t.number
-            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if str(t.user_attrs.get(FAIL_REASON, "")).startswith(ERROR)
-        ]
+    def _check_failure_budget(self) -> None:
+        """Only this command's crashes count: divergence is the config's verdict, a killed or interrupted run is not
+        the trial's, and crashes of earlier commands were before the fix that the same command now runs with.
+        """
+        crashed = self._crashed
         if len(crashed) > self.max_failure_rate * self.n_trials:
             raise SweepFailedError(
-                f"{len(crashed)} trials failed ({', '.join(map(str, crashed))}), more than "
+                f"{len(crashed)} trials failed in this command ({', '.join(map(str, crashed))}), more than "
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} of {self.n_trials} trials allows. "
-                "See error.txt in their run folders; finished trials are kept, and the same command resumes."
+                "See error.txt in their run folders; finished trials are kept, and once the cause is fixed the "
+                "same command resumes."
             )
 
     def _wait_for_other_workers(self, study: optuna.Study) -> None:
@@ -571,7 +744,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
     def _finish(self, study: optuna.Study, sweep_dir: Path) -> None:
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == TrialState.COMPLETE for t in trials):
-            reasons = {t.number: t.user_attrs.get(FAIL_REASON, t.state.name) for t in trials}
+            reasons = {t.number: t.user_attrs.get(FAIL_REASON_ATTR, t.state.name) for t in trials}
             raise SweepFailedError(
                 f"No trial of study {study.study_name} completed, so there is no best config to retrain: {reasons}"
             )
@@ -615,19 +788,28 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
 
     @contextmanager
     def _told_on_interrupt(self, study: optuna.Study, trials: Collection[optuna.Trial]) -> Iterator[None]:
-        """Ctrl-C, SIGTERM, SIGHUP (or any error) while a batch runs: its trials are FAIL "interrupted: <why>".
-        ``trials`` may be live (the slots' trials): those in flight when it happens.
+        """Ctrl-C, SIGTERM, SIGHUP (or any error of the launcher) while a batch runs: its trials are FAIL
+        "interrupted: <why>" and retried first by the next command (they do not count toward ``n_trials``); a
+        config that Hydra cannot compose is the trial's own error ("error: ..."), which the checks before the
+        sweep should have caught. ``trials`` may be live (the slots' trials): those in flight when it happens.
         """
         try:
             yield
         except BaseException as interrupt:
+            composing = isinstance(interrupt, HydraException) and not isinstance(interrupt, ReportedError)
             cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
+            reason = f"{ERROR}: {cause}: {interrupt}" if composing else f"{INTERRUPTED}: {cause}"
             trials = list(trials)
             for trial in trials:
-                trial.set_user_attr(FAIL_REASON, f"{INTERRUPTED}: {cause}")
+                trial.set_user_attr(FAIL_REASON_ATTR, reason)
                 study.tell(trial, state=TrialState.FAIL)
+                if not composing:
+                    retry(study, study.get_trials(deepcopy=False)[trial.number])
+            if composing:
+                raise ReportedError(f"A trial's config cannot be composed: {interrupt}") from None
             log.warning(
-                "Stopped (%s): trial(s) %s marked FAIL; finished trials are kept. Run the same command to resume.",
+                "Stopped (%s): trial(s) %s marked FAIL, to be tried again first; finished trials are kept. "
+                "Run the same command to resume.",
                 cause,
                 [t.number for t in trials],
             )

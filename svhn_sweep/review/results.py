@@ -18,11 +18,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, FINAL_DIR, METRICS_FILE
+from svhn_sweep.constants import COMPOSED_ATTR, ENQUEUED_ATTR, FINAL_DIR, METRICS_FILE, RUN_DIR_ATTR
+from svhn_sweep.sweep.retries import retried_attempt
 from svhn_sweep.sweep.study import StudyRef
 
 TRIAL_COLUMNS = ["trial", "state", "val_accuracy"]  # then one column per searched parameter (and composed value):
-RUN_COLUMNS = ["enqueued", "epochs", "duration_s", "fail_reason", "run_dir"]
+RUN_COLUMNS = ["enqueued", "epochs", "duration_s", "fail_reason", "retry_of", "run_dir"]
 HISTORY_COLUMNS = ["trial", "state", "epoch", "loss", "train_acc", "val_acc", "lr", "seconds"]
 IMPORTANCE_COLUMNS = ["parameter", "importance"]
 # Row order of every trials table: complete trials first, then pruned ones (their value is the accuracy when they
@@ -82,10 +83,14 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     for key, values in columns.items():
         table[names[key]] = values
     table["enqueued"] = frame.get(f"user_attrs_{ENQUEUED_ATTR}", missing).eq(True)
-    run_dirs = frame.get("user_attrs_run_dir", missing)
+    ref = StudyRef.of(study)
+    run_dirs = frame.get("user_attrs_run_dir", missing).map(lambda d: str(ref.run_dir(d)) if isinstance(d, str) else d)
     table["epochs"] = [(run_metrics(run_dir) or {}).get("epochs") for run_dir in run_dirs]
     table["duration_s"] = frame["duration"].dt.total_seconds().round(2) if "duration" in frame else missing
     table["fail_reason"] = frame.get("user_attrs_fail_reason", missing)
+    # The interrupted attempt a trial tried again (Optuna's retry_history), e.g. after Ctrl-C or a lost job.
+    retried = {t.number: retried_attempt(t) for t in study.get_trials(deepcopy=False)}
+    table["retry_of"] = pd.array([retried.get(n) for n in frame["number"]], dtype="Int64")
     table["run_dir"] = run_dirs
     return ranked(table)
 
@@ -138,10 +143,13 @@ def history_table(study: optuna.Study) -> pd.DataFrame:
     """Per-epoch records of every trial that wrote ``metrics.json``, long format (one row per trial and epoch)
     for plotting learning curves; trials without a run folder or ``metrics.json`` have no rows.
     """
+    ref = StudyRef.of(study)
     frames = [
         pd.DataFrame(metrics["history"]).assign(trial=trial.number, state=trial.state.name)
         for trial in study.get_trials(deepcopy=False)
-        if (metrics := run_metrics(trial.user_attrs.get("run_dir"))) and metrics["history"]
+        if (recorded := trial.user_attrs.get(RUN_DIR_ATTR))
+        and (metrics := run_metrics(ref.run_dir(recorded)))
+        and metrics["history"]
     ]
     if not frames:
         return pd.DataFrame(columns=HISTORY_COLUMNS)

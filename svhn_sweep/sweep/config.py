@@ -321,6 +321,8 @@ class SweepConfig:
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
     # The trial's place in its batch when several are in flight: spreads them over the visible CUDA devices.
     slot: int | None = None
+    # Set by the sweeper on a trial that retries an interrupted one: the run folder of the attempt it retries.
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         _require(

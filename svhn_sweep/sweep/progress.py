@@ -19,7 +19,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from svhn_sweep.sweep.retries import evaluated
 
 
 def duration(seconds: float) -> str:
@@ -37,13 +37,13 @@ def seconds_left(trials: Sequence[FrozenTrial], total: int, parallel: int, now: 
     durations = [
         (t.datetime_complete - t.datetime_start).total_seconds()
         for t in trials
-        if t.state in FINISHED and t.datetime_start and t.datetime_complete
+        if evaluated(t) and t.datetime_start and t.datetime_complete
     ]
     if not durations:
         return None
     mean = sum(durations) / len(durations)
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    not_started = max(0, total - sum(t.state in FINISHED for t in trials) - len(running))
+    not_started = max(0, total - sum(evaluated(t) for t in trials) - len(running))
     in_flight = sum(max(0.0, mean - (now - t.datetime_start).total_seconds()) for t in running if t.datetime_start)
     return (not_started * mean + in_flight) / max(1, parallel, len(running))
 
@@ -67,7 +67,7 @@ def progress_line(
     """The line for trial ``number`` of the study's ``trials``, just finished; see the module docstring."""
     trial = next(t for t in trials if t.number == number)
     value = f"{trial.values[0]:.4f}" if trial.values else "-"
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = sum(evaluated(t) for t in trials)
     running = sum(t.state == TrialState.RUNNING for t in trials)
     best = best_so_far(trials, direction)
     left = seconds_left(trials, total, parallel, now)

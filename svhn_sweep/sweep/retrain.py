@@ -15,7 +15,14 @@ from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from svhn_sweep.constants import CONFIG_FILE, METRICS_FILE, MODEL_FILE, OVERRIDES_ATTR, PREDICTIONS_FILE
+from svhn_sweep.constants import (
+    CONFIG_FILE,
+    CONFIG_OVERRIDES_ATTR,
+    METRICS_FILE,
+    MODEL_FILE,
+    OVERRIDES_ATTR,
+    PREDICTIONS_FILE,
+)
 from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
@@ -66,12 +73,15 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] |
 
 
 def best_trial_overrides(config: DictConfig, best: optuna.trial.FrozenTrial) -> list[str]:
-    """The command line's fixed overrides plus the best trial's searched values: exactly that trial's config.
+    """Exactly the trial's config: every override the sweeper composed it from (user attr ``config_overrides``:
+    searched values, composed ones such as ``model.hidden_sizes=[512,64]`` from a hook's layer widths, fixed
+    entries of the search space, the command line's).
 
-    The values are the overrides the sweeper gave the trial (user attr ``overrides``: with a custom search space
-    hook they are composed, e.g. ``model.hidden_sizes=[512,64]`` from layer widths); trials of older studies have
-    only their parameters.
+    Trials of older studies recorded only their searched values (``overrides``) or their parameters: those get the
+    command line's fixed overrides added.
     """
+    if recorded := best.user_attrs.get(CONFIG_OVERRIDES_ATTR):
+        return list(recorded)
     parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     searched = best.user_attrs.get(OVERRIDES_ATTR) or [f"{name}={value}" for name, value in best.params.items()]

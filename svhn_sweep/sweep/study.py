@@ -22,6 +22,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from svhn_sweep.constants import STUDY_FILE
 from svhn_sweep.core.errors import UserError
+from svhn_sweep.sweep.retries import retry
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,30 @@ class StudyRef:
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
+                # a trial whose heartbeat went stale was stopped from outside: its parameters are tried again
+                heartbeat_stale_trial_callback=retry if heartbeat_interval else None,
             )
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyRef:
+        """The storage and name of an opened study. Optuna has no public way to ask a study for its storage URL:
+        this reads the RDB storage behind the study's (cached) storage.
+        """
+        storage = getattr(study._storage, "_backend", study._storage)
+        return cls(str(getattr(storage, "url", "")), study.study_name)
+
+    def run_dir_attr(self, run_dir: Path) -> str:
+        """How a trial's run folder is recorded in the study: relative to the folder of an SQLite study's file,
+        which every command and sweep folder of the study shares and which moves with them (a copied
+        ``outputs/``); absolute for a database server.
+        """
+        anchor = sqlite_folder(self.storage)
+        return os.path.relpath(run_dir, anchor) if anchor else str(Path(run_dir).resolve())
+
+    def run_dir(self, recorded: str) -> Path:
+        """A trial's run folder from what :meth:`run_dir_attr` recorded (older studies recorded absolute paths)."""
+        anchor = sqlite_folder(self.storage)
+        return Path(anchor, recorded) if anchor and not os.path.isabs(recorded) else Path(recorded)
 
     def load(self, **kwargs: object) -> optuna.Study:
         """The study, opened with :meth:`open_storage`; ``kwargs`` go to ``optuna.load_study`` (sampler, pruner)."""
