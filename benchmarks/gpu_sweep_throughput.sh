@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU rows of issues 11 and 19, prepared for a session that is lent a CUDA machine; about 7 minutes on one H100 (estimate:
-# not run yet). From the repository root:
+# The GPU rows of issues 11 and 19, prepared for a session that is lent a CUDA machine; about 7 minutes on one
+# H100 (estimate: not run yet). From the repository root:
 #
 #     bash benchmarks/gpu_sweep_throughput.sh OUT_DIR        # the device tool: command 'bash benchmarks/gpu_sweep_
 #                                                            # throughput.sh "$OUT"', timeout_s 420, carry [".whl"]
