@@ -96,25 +96,18 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
         "hydra/launcher=joblib",
         "final.enabled=false",
     )
-    study = study_of(tmp_path)
+    study, ref = study_of(tmp_path), StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[-1])
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6  # sweep.pruner=none: nothing pruned
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
-    processes = [
-        json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())["process"] for t in study.trials
-    ]
+    run_dirs = [ref.run_dir(t.user_attrs["run_dir"]) for t in study.trials]  # recorded relative to the study
+    processes = [json.loads((run_dir / "metrics.json").read_text())["process"] for run_dir in run_dirs]
     assert {p["pid"] for p in processes} != {os.getpid()} and len({p["pid"] for p in processes}) >= 2
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
     assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
     assert {p["device"] for p in processes} == {"cpu"}  # no CUDA device: the slots change nothing
-    slots = [
-        next(
-            o
-            for o in yaml.safe_load((Path(t.user_attrs["run_dir"]) / ".hydra" / "overrides.yaml").read_text())
-            if o.startswith("sweep.slot=")
-        )
-        for t in study.trials
-    ]
+    overrides = [yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) for run_dir in run_dirs]
+    slots = [next(o for o in job if o.startswith("sweep.slot=")) for job in overrides]
     # two slots, refilled as they free up: each trial's slot (which picks its card) is one of them
     assert slots[:2] == ["sweep.slot=0", "sweep.slot=1"] and set(slots) == {"sweep.slot=0", "sweep.slot=1"}
 
