@@ -42,6 +42,7 @@ TARGETS: dict[str, tuple[str, str, Callable[[float], bool]]] = {
     "cnn_gpu": ("cuda", "≤ 2 s (H100)", lambda seconds: seconds <= 2.0),
     # issue 18: a checkpoint after every epoch costs under 5 % of an epoch of the default MLP (checkpoint_cost.py)
     "ckpt_cost": ("cpu", "< 5 %", lambda fraction: fraction < 0.05),
+    "async_use": ("cpu", "≥ 90 %", lambda fraction: fraction >= 0.90),  # issue 19: sweep_throughput.py --barrier
 }
 JUDGED_ON_SPEEDUP = ("ours64", "ours")
 

@@ -190,3 +190,25 @@ def test_step_cost_benchmark_splits_each_step_s_time_into_its_parts() -> None:
         shares = [float(cell.strip(" |%")) for cell in cells[5:]]
         assert len(shares) == 8 and sum(shares) == pytest.approx(100, abs=5)  # rounded to whole percents
         assert shares[0] > 0 and shares[1] > 0  # the matmuls and the optimizer step are found
+
+
+def test_barrier_benchmark_compares_batches_with_asynchronous_slots(synthetic_root: Path, tmp_path: Path) -> None:
+    """--barrier on tiny data: per mode its trials per minute, the slots' utilisation and the per-trial overhead,
+    from the trials' own clocks.
+    """
+    out = tmp_path / "barrier.md"
+    sizes = ["--train-size", str(TRAIN_SIZE), "--test-size", str(TEST_SIZE)]
+    command = [sys.executable, "benchmarks/sweep_throughput.py", "--barrier", "--data-root", str(synthetic_root)]
+    command += [*sizes, "--mlp", "3", "1", "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    assert report in result.stdout and "failed" not in report
+    shape = "mlp search, 3 trials x 1 epochs, median pruner, 2 slots"
+    assert rows(report) == [
+        f"{shape}, {mode}: {what}"
+        for mode in ("batch", "async")
+        for what in ("trials per minute", "utilisation of the slots", "slot free -> next trial training")
+    ]
+    assert "waiting for the batch's slowest trial" in report and "≥ 90 %:" in report  # the async target, judged
+    assert "a worker read the train file at most 1x" in report

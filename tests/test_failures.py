@@ -135,6 +135,20 @@ def test_too_many_crashes_stop_the_sweep_naming_the_failed_trials(small_data, tm
 
 
 @pytest.mark.slow
+def test_too_many_crashes_in_slots_stop_asking_and_the_trials_in_flight_finish(small_data, tmp_path, buggy_model):
+    result = crashing_sweep(
+        small_data, tmp_path, buggy_model, 0.0, "hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "final.epochs=1"
+    )
+    trials = study_of(tmp_path).trials
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    crashes = f"trials failed in this command ({', '.join(map(str, failed))})"
+    assert_one_clear_message(result, crashes, "max_failure_rate=0.0")
+    assert failed and len(trials) < 6 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert all(t.user_attrs["fail_reason"].startswith("error: RuntimeError") for t in trials if t.number in failed)
+    assert not list(tmp_path.glob("outputs/sweeps/*/final"))
+
+
+@pytest.mark.slow
 def test_missing_data_without_network_names_folder_files_and_the_offline_route(tmp_path: Path, run_main) -> None:
     root = tmp_path / "svhn $(touch pwned);touch pwned"  # nothing a user types reaches a shell
     for result in (run_main([f"data.root='{root}'"]), run_cli(["--multirun", f"data.root='{root}'"], cwd=tmp_path)):

@@ -1,5 +1,6 @@
 """No interruption loses a finished trial or the final result: Ctrl-C, SIGTERM and kill -9 during the final step,
-SIGTERM during trials (basic and joblib launchers), and ``svhn-sweep-final`` on a finished sweep (issue 10).
+SIGTERM during trials (basic, joblib and submitit_local launchers), and ``svhn-sweep-final`` on a finished sweep
+(issue 10).
 """
 
 from __future__ import annotations
@@ -133,11 +134,12 @@ def test_kill_9_during_the_final_step_then_the_same_command_takes_it_over_and_sv
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
 def test_sigterm_during_trials_marks_them_interrupted_and_leaves_no_process(
     small_data, tmp_path: Path, launcher: str
 ) -> None:
-    parallel = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"] if launcher == "joblib" else []
+    """Basic: the batch loop; joblib and submitit_local: asynchronous slots, whose workers the sweeper ends."""
+    parallel = [f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=2"] if launcher != "basic" else []
     args = [
         "--multirun",
         *small_data,

@@ -44,7 +44,8 @@ def test_the_line_counts_the_study_names_the_best_and_estimates_the_time_left() 
     # 10 in total: 5 not started at 60 s each, plus the 40 s trial 4 still needs on average, one at a time.
     assert seconds_left(TRIALS, total=10, parallel=1, now=NOW) == 5 * 60 + 40
     assert progress_line(TRIALS, 3, total=10, parallel=1, elapsed=245, now=NOW) == (
-        "Trial 3 FAIL val_accuracy - | 4 of 10 finished | best 0.7000 (trial 2) | 4m05s elapsed, about 5m40s left"
+        "Trial 3 FAIL val_accuracy - | 4 of 10 finished, 1 in flight | best 0.7000 (trial 2) | 4m05s elapsed, "
+        "about 5m40s left"
     )
     line = progress_line(TRIALS, 1, total=10, parallel=4, elapsed=10, now=NOW)  # 4 trials at a time
     assert line.startswith("Trial 1 PRUNED val_accuracy 0.3000 |") and line.endswith("10s elapsed, about 1m25s left")
@@ -55,7 +56,8 @@ def test_interrupted_trials_count_neither_as_finished_nor_in_the_mean() -> None:
     interrupted = [trial(5, TrialState.FAIL, 1, why="interrupted: SIGINT"), trial(6, TrialState.FAIL, 2)]
     line = progress_line([*TRIALS, *interrupted], 5, total=10, parallel=1, elapsed=245, now=NOW)
     assert line == (
-        "Trial 5 FAIL val_accuracy - | 4 of 10 finished | best 0.7000 (trial 2) | 4m05s elapsed, about 5m40s left"
+        "Trial 5 FAIL val_accuracy - | 4 of 10 finished, 1 in flight | best 0.7000 (trial 2) | 4m05s elapsed, "
+        "about 5m40s left"
     )
 
 

@@ -96,24 +96,20 @@ def test_joblib_runs_unpruned_trials_in_parallel_processes_that_load_data_once(s
         "hydra/launcher=joblib",
         "final.enabled=false",
     )
-    study = study_of(tmp_path)
+    study, ref = study_of(tmp_path), StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[-1])
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6  # sweep.pruner=none: nothing pruned
     assert all(len(t.intermediate_values) == 2 for t in study.trials)
-    processes = [json.loads((run_folder(study, t) / "metrics.json").read_text())["process"] for t in study.trials]
+    run_dirs = [ref.run_dir(t.user_attrs["run_dir"]) for t in study.trials]  # recorded relative to the study
+    processes = [json.loads((run_dir / "metrics.json").read_text())["process"] for run_dir in run_dirs]
     assert {p["pid"] for p in processes} != {os.getpid()} and len({p["pid"] for p in processes}) >= 2
     assert len({p["pid"] for p in processes}) < 6  # workers are reused across trials ...
     assert max(p["data_disk_reads"] for p in processes) == 1  # ... and each read the train file once
     assert {p["torch_threads"] for p in processes} == {max(1, (os.cpu_count() or 1) // 2)}
     assert {p["device"] for p in processes} == {"cpu"}  # no CUDA device: the slots change nothing
-    slots = [
-        next(
-            o
-            for o in yaml.safe_load((run_folder(study, t) / ".hydra" / "overrides.yaml").read_text())
-            if o.startswith("sweep.slot=")
-        )
-        for t in study.trials
-    ]
-    assert slots == [f"sweep.slot={n % 2}" for n in range(6)]  # each batch of 2: its places, which pick the cards
+    overrides = [yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) for run_dir in run_dirs]
+    slots = [next(o for o in job if o.startswith("sweep.slot=")) for job in overrides]
+    # two slots, refilled as they free up: each trial's slot (which picks its card) is one of them
+    assert slots[:2] == ["sweep.slot=0", "sweep.slot=1"] and set(slots) == {"sweep.slot=0", "sweep.slot=1"}
 
 
 def test_submitit_local_executor_runs_the_sweep(small_data, tmp_path: Path) -> None:
@@ -178,9 +174,10 @@ def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(
     ]
     homes = [tmp_path / f"machine{i}" for i in range(3)]
     workers = []
-    for home in homes:
+    for i, home in enumerate(homes):
         home.mkdir()
-        workers.append(start_cli(args, home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        slots = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"] if i == 0 else []  # one with 2 async slots
+        workers.append(start_cli([*args, *slots], home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], outputs
 

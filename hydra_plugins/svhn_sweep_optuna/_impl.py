@@ -16,8 +16,12 @@ this subclass replaces only its loop:
   does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
   trials FAIL "interrupted: <signal>";
 - the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
-- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job of a batch gets its place in the
-  batch (``sweep.slot``), and with several CUDA devices trains on ``cuda:(slot % devices)``;
+- ``n_jobs`` trials are in flight: with a launcher that runs jobs apart from this process (joblib, submitit), in
+  asynchronous slots, each asking for its next trial as soon as its last one is told (``svhn_sweep.sweep.slots``
+  says how and why); with ``hydra.sweeper.batch=true`` or another launcher (the basic one), in batches that wait
+  for their slowest trial;
+- ``n_jobs`` null means ``trials_per_device`` per visible CUDA device; each job gets its slot (``sweep.slot``, its
+  place in the batch), and with several CUDA devices trains on ``cuda:(slot % devices)``;
 - ``timeout`` stops asking for new trials once spent (counted from this command's set-up; every command runs at
   least one batch): running trials finish, the final step follows, and the same command continues the study.
 
@@ -51,8 +55,9 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +96,7 @@ from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.retries import DIVERGED, ERROR, INTERRUPTED, counted, evaluated, retried_attempt, retry
 from svhn_sweep.sweep.sampling import build_sampler, check_sampler_available, grid_size
+from svhn_sweep.sweep.slots import Slots, runs_jobs_apart
 from svhn_sweep.sweep.study import (
     StudyRef,
     absolute_storage_url,
@@ -181,6 +187,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trials_per_device: int,
         timeout: Any,
         enqueue: Any = (),
+        batch: bool = False,
     ) -> None:
         super().__init__(
             sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
@@ -191,6 +198,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         self.enqueue: list[dict[str, Any]] = OmegaConf.to_container(OmegaConf.create(list(enqueue)))
         self.trials_per_device = trials_per_device
         self.timeout = timeout
+        self.batch = batch
         self._started = time.monotonic()
         self._asked = 0  # trials this command asked for: it runs at least one batch, whatever the budget
         self._crashed: list[int] = []  # trials of this command whose code raised: what max_failure_rate counts
@@ -373,7 +381,16 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         link = self._job_overrides(ref)
         progress = SweepProgress(self.n_trials, self.n_jobs)
 
-        while batch := self._ask(study, ref):
+        in_batches = not self._in_slots()
+        if not in_batches:
+            configure = partial(
+                self._configure_trials,
+                search_space_distributions=distributions,
+                fixed_params=fixed_params,
+                fixed_overrides=fixed_overrides,
+            )
+            self._run_slots(study, ref, storage, sweep_dir, link, progress, configure)
+        while in_batches and (batch := self._ask(study, ref)):
             overrides = [
                 [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
                 for slot, (trial, trial_overrides, resume) in enumerate(
@@ -401,6 +418,64 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         if self.wait_for_workers:
             self._wait_for_other_workers(study)
         self._finish(study, sweep_dir)
+
+    def _in_slots(self) -> bool:
+        """Whether trials run in asynchronous slots (:mod:`svhn_sweep.sweep.slots`): unless ``hydra.sweeper.batch``
+        asks for batches, wherever the launcher runs jobs apart from this process (joblib, submitit).
+        """
+        if self.batch:
+            return False
+        if runs_jobs_apart(self.launcher):
+            return True
+        if self.n_jobs > 1:
+            log.info(
+                "%s runs its jobs in this process, one after the other: trials go to it in batches of %d.",
+                type(self.launcher).__name__,
+                self.n_jobs,
+            )
+        return False
+
+    def _run_slots(
+        self,
+        study: optuna.Study,
+        ref: StudyRef,
+        storage: optuna.storages.RDBStorage,
+        sweep_dir: Path,
+        link: list[str],
+        progress: SweepProgress,
+        configure: Callable[[list[optuna.Trial]], Sequence[Sequence[str]]],
+    ) -> None:
+        """``n_jobs`` slots, each asking for its next trial as soon as its last one is told (Optuna's
+        ``optimize(n_jobs)`` loop). Past the failure budget, no new trial starts; those in flight finish first.
+        """
+        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
+        in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
+        asking, too_many_failures = True, None
+        with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
+            while True:
+                if asking and (free := slots.free()):
+                    trials = self._ask(study, ref, len(free))
+                    asking = bool(trials)  # none: n_trials are there or the time budget is spent
+                    with self._told_on_interrupt(study, trials):
+                        self._refuse_existing_run_dirs(sweep_dir, trials)
+                        resumes = self._resume_overrides(study, ref, trials)
+                        jobs = list(zip(free[: len(trials)], trials, configure(trials), resumes, strict=True))
+                    for slot, trial, trial_overrides, resume in jobs:
+                        job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
+                        trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(sweep_dir.resolve() / str(trial.number)))
+                        slots.start(slot, trial, job, job_idx=trial.number)
+                if not slots.running:
+                    break
+                _, trial, ret = slots.wait()
+                self._tell(study, ref, trial, ret)
+                log.info(progress.line(study, trial.number))
+                try:
+                    self._check_failure_budget()
+                except SweepFailedError as error:
+                    too_many_failures, asking = error, False
+        if too_many_failures is not None:
+            self._check_failure_budget()  # the message names the crashes of the trials in flight too
+            raise too_many_failures
 
     def _checked_enqueue(
         self, distributions: dict[str, BaseDistribution], fixed_params: dict[str, Any]
@@ -572,9 +647,9 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trial.set_user_attr(COMPOSED_ATTR, composed)
         return {**searched, **composed, **fixed_params}
 
-    def _ask(self, study: optuna.Study, ref: StudyRef) -> list[optuna.Trial]:
-        """Up to n_jobs new trials, never more than n_trials in the study (counting and asking under a lock);
-        none once the time budget is spent.
+    def _ask(self, study: optuna.Study, ref: StudyRef, count: int | None = None) -> list[optuna.Trial]:
+        """Up to ``count`` (default n_jobs) new trials, never more than n_trials in the study (counting and asking
+        under a lock); none once the time budget is spent.
         """
         if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
             log.info(
@@ -589,7 +664,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             # trials WAITING (enqueued, retries of interrupted ones) are what the next ask() returns, not trials
             # on top of n_trials; interrupted trials do not count, their retries do once asked
             remaining = self.n_trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
-            batch = [study.ask() for _ in range(min(self.n_jobs, remaining))]
+            batch = [study.ask() for _ in range(min(count or self.n_jobs, remaining))]
         self._asked += len(batch)
         return batch
 
@@ -690,16 +765,19 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
     # -- bookkeeping around a running batch -------------------------------------------------------------
     @contextmanager
     def _heartbeat(
-        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Sequence[optuna.Trial]
+        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Collection[optuna.Trial]
     ) -> Iterator[None]:
+        """Beat for ``trials`` while the block runs; a live collection (the slots' trials) is read at every beat."""
         study_id = storage.get_study_id_from_name(study.study_name)
-        trial_ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+        trial_ids: dict[int, int] = {}
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.is_set():
-                for trial_id in trial_ids:
-                    storage.record_heartbeat(trial_id)
+                for number in [t.number for t in list(trials)]:
+                    if number not in trial_ids:
+                        trial_ids[number] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                    storage.record_heartbeat(trial_ids[number])
                 stop.wait(self.heartbeat_interval)
 
         thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
@@ -711,11 +789,11 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             thread.join()
 
     @contextmanager
-    def _told_on_interrupt(self, study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    def _told_on_interrupt(self, study: optuna.Study, trials: Collection[optuna.Trial]) -> Iterator[None]:
         """Ctrl-C, SIGTERM, SIGHUP (or any error of the launcher) while a batch runs: its trials are FAIL
         "interrupted: <why>" and retried first by the next command (they do not count toward ``n_trials``); a
         config that Hydra cannot compose is the trial's own error ("error: ..."), which the checks before the
-        sweep should have caught.
+        sweep should have caught. ``trials`` may be live (the slots' trials): those in flight when it happens.
         """
         try:
             yield
@@ -723,6 +801,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             composing = isinstance(interrupt, HydraException) and not isinstance(interrupt, ReportedError)
             cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
             reason = f"{ERROR}: {cause}: {interrupt}" if composing else f"{INTERRUPTED}: {cause}"
+            trials = list(trials)
             for trial in trials:
                 trial.set_user_attr(FAIL_REASON_ATTR, reason)
                 study.tell(trial, state=TrialState.FAIL)

@@ -54,6 +54,10 @@ class PersistentOptunaSweeperConf(OptunaSweeperConf):
     # counted from this command's start (when Hydra sets the sweeper up). Running trials finish and the final
     # step follows; the same command continues the study with a new budget. n_trials still caps the study.
     timeout: Any = None
+    # false (default): n_jobs slots, each starting its next trial as soon as its last one is told, with launchers
+    # that run jobs in processes of their own (joblib, submitit_local, slurm); others, like the basic launcher,
+    # take batches. true: always batches of n_jobs trials, each waiting for its slowest trial (the old loop).
+    batch: bool = False
 
 
 @dataclass

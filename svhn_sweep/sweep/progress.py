@@ -1,8 +1,9 @@
-"""One line per finished trial while a sweep runs: how far it is, the best so far, and how long it still needs,
-e.g. ``Trial 7 PRUNED val_accuracy 0.5120 | 8 of 20 finished | best 0.7931 (trial 4) | 3m12s elapsed, about 4m05s
-left``.
+"""One line per finished trial while a sweep runs: how far it is, what is in flight, the best so far, and how long it
+still needs, e.g. ``Trial 7 PRUNED val_accuracy 0.5120 | 8 of 20 finished, 2 in flight | best 0.7931 (trial 4) |
+3m12s elapsed, about 4m05s left``.
 
-The counts are the study's, so a resumed sweep or one shared by several workers counts every trial already there.
+The counts are the study's, so a resumed sweep or one shared by several workers counts every trial already there;
+"in flight" is the study's RUNNING trials when the line is written (this command's slots and other workers').
 The time left is the work left divided by the trials that run at once: each trial not started yet costs the mean
 duration of the finished ones (pruned and failed included, so pruning shortens the estimate), and each trial in
 flight the part of that mean it has not run yet. The final retrain comes after and is not included.
@@ -67,6 +68,7 @@ def progress_line(
     trial = next(t for t in trials if t.number == number)
     value = f"{trial.values[0]:.4f}" if trial.values else "-"
     finished = sum(evaluated(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
     best = best_so_far(trials, direction)
     left = seconds_left(trials, total, parallel, now)
     timing = f"{duration(elapsed)} elapsed"
@@ -78,7 +80,7 @@ def progress_line(
     return " | ".join(
         [
             f"Trial {number} {trial.state.name} val_accuracy {value}",
-            f"{finished} of {total} finished",
+            f"{finished} of {total} finished" + (f", {running} in flight" if running else ""),
             best_part,
             timing,
         ]

@@ -29,9 +29,12 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
 
     In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
     divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through, restored
-    ones included (:mod:`svhn_sweep.sweep.checkpoints`: which checkpoint it continues); then its checkpoint goes.
+    ones included (:mod:`svhn_sweep.sweep.checkpoints`: which checkpoint it continues), and its ``clock``
+    (wall-clock seconds since the epoch): when the task started, when its first epoch started (after the data and
+    the model were ready) and when it ended, which is what a sweep's per-trial overhead is measured from. Then its
+    checkpoint goes.
     """
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     source, device = prepare(cfg)
     train, val = source.train_val(cfg.seed)
     report = trial_reporter(cfg.sweep, cfg.trainer.epochs) if len(cfg.sweep.objectives) == 1 else None
@@ -44,7 +47,11 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
         if report is not None:
             report.restored(epochs)
 
+    training_at: list[float] = []
+
     def on_epoch(stats: EpochStats) -> None:
+        if not history:
+            training_at.append(time.time() - stats.seconds)
         history.append(stats)
         if report is not None:
             report(stats)
@@ -66,9 +73,11 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             "resumed_epochs": len(restored),  # of those, restored from a checkpoint
             "n_params": n_params,
             "duration_s": time.perf_counter() - start,
+            "clock": {"started": started_at, "training": next(iter(training_at), None), "ended": time.time()},
             "history": history_records(history),
             "process": {
                 "pid": os.getpid(),
+                "slot": cfg.sweep.slot,
                 "device": str(device),
                 "torch_threads": torch.get_num_threads(),
                 "data_disk_reads": data.disk_reads,

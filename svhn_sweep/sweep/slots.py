@@ -1,0 +1,161 @@
+"""Asynchronous slots: ``n`` jobs in flight, each slot refilled as soon as its job is done (issue 19).
+
+Hydra's ``Launcher.launch`` takes a batch and returns when all of its jobs are done (hydra#3091, #3201), so a sweep
+that hands it ``n_jobs`` trials at a time waits for the slowest of each batch. Here each slot runs one job at a
+time by calling the launcher's public ``launch([its job], initial_job_idx=trial number)`` from a thread of its
+own; the caller (the sweeper, in the main thread) waits for the first slot to finish, tells Optuna, asks for the
+next trial and starts it in that slot: Optuna's own ``optimize(n_jobs)`` loop, with Hydra's launchers doing the
+work. Everything a job is in Hydra stays as it is (composed config, run folder ``<sweep dir>/<job idx>``,
+``.hydra/``, callbacks, ``JobReturn``), because the launcher's own code runs it.
+
+That needs a launcher whose ``launch`` may run concurrently and whose jobs run outside the sweeper's process; what
+one call does was read for each (hydra-joblib-launcher and hydra-submitit-launcher 1.4.0rc3):
+
+- joblib: ``setup_globals`` (idempotent), ``configure_log`` (``logging.config`` holds its module lock), the sweep
+  folder made with ``exist_ok``, a copy of the launcher's joblib settings, then ``joblib.Parallel`` over the job.
+  Calls with the same settings share loky's reusable executor (submission is locked; joblib reuses it when the
+  settings match), so worker processes and what they hold are reused across trials: a worker that finishes a
+  trial takes the next, and ``svhn_sweep.core.data``'s per-process cache keeps the data in it.
+- submitit (local and SLURM): a fresh executor per call, one job submitted (its folder named by the job id), its
+  result awaited. The job index is the argument, never shared state.
+
+The basic launcher runs jobs in the calling process and sets process-wide state (``HydraConfig``), and Ctrl-C must
+stop its training, which only the main thread sees: it keeps the batch loop, as does any launcher not known here
+(:func:`runs_jobs_apart`).
+
+A slot's thread blocks inside ``launch``, where nothing can stop it from outside; on Ctrl-C, SIGTERM or an error,
+:meth:`Slots.stop` ends the processes the launcher started (this process's children that appeared since the slots
+were made, with their own children), after which the threads' ``launch`` calls return with an error. SLURM jobs
+run elsewhere and are not cancelled (nor were they by the batch loop); the interrupted trials say so in the study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import psutil
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Launchers (or their bases) whose launch() may be called from several threads at once, each job in a process of
+# its own; matched by name, so that neither plugin is imported to check.
+CONCURRENT_LAUNCHERS = frozenset(
+    {
+        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher",
+    }
+)
+STOP_GRACE_S = 5.0  # how long a stopped worker gets between SIGTERM and SIGKILL
+
+
+def runs_jobs_apart(launcher: Launcher) -> bool:
+    """Whether ``launcher`` runs each job outside this process and may be called from several threads."""
+    return any(f"{c.__module__}.{c.__qualname__}" in CONCURRENT_LAUNCHERS for c in type(launcher).__mro__)
+
+
+@dataclass(frozen=True)
+class _Done(Generic[T]):
+    slot: int
+    item: T
+    result: JobReturn | None
+    error: BaseException | None
+
+
+class Slots(Generic[T]):
+    """``size`` slots, each running at most one job (tagged with an ``item``, e.g. its trial) through ``launcher``.
+
+    Used from one thread (the sweeper's): :meth:`start` a job in a :meth:`free` slot, :meth:`wait` for the next one
+    done. As a context manager, an exception (Ctrl-C, SIGTERM, an error) stops the workers on the way out.
+    """
+
+    def __init__(self, launcher: Launcher, size: int) -> None:
+        self._launcher = launcher
+        self.size = size
+        # What runs where: the items in flight, a live view for whoever must account for them (heartbeats, the
+        # trials told on an interrupt).
+        self.running: dict[int, T] = {}
+        self._done: queue.SimpleQueue[_Done[T]] = queue.SimpleQueue()
+        self._before = {child.pid for child in psutil.Process().children(recursive=True)}
+
+    def __enter__(self) -> Slots[T]:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        if error is not None and self.running:
+            self.stop()
+
+    def free(self) -> list[int]:
+        """The slots with no job, lowest first (a slot's index picks the device: ``sweep.slot``)."""
+        return [slot for slot in range(self.size) if slot not in self.running]
+
+    def start(self, slot: int, item: T, overrides: Sequence[str], job_idx: int) -> None:
+        """Launch one job with ``overrides`` as job ``job_idx`` (its run folder) in the free ``slot``."""
+        if slot in self.running or not 0 <= slot < self.size:
+            raise ValueError(f"slot {slot} is not free (running: {sorted(self.running)}, size {self.size})")
+        self.running[slot] = item
+        thread = threading.Thread(
+            target=self._run, args=(slot, item, list(overrides), job_idx), name=f"slot-{slot}", daemon=True
+        )
+        thread.start()
+
+    def _run(self, slot: int, item: T, overrides: list[str], job_idx: int) -> None:
+        try:
+            (result,) = self._launcher.launch([overrides], initial_job_idx=job_idx)
+        except BaseException as error:  # handed to the sweeper's thread, which decides
+            self._done.put(_Done(slot, item, None, error))
+        else:
+            self._done.put(_Done(slot, item, result, None))
+
+    def wait(self) -> tuple[int, T, JobReturn]:
+        """The next job done: its slot (free again), its item and its ``JobReturn``.
+
+        A ``launch`` that raised is raised here, its item still counted as running (it did not finish).
+        """
+        if not self.running:
+            raise RuntimeError("no job in flight")
+        while True:
+            try:  # a timeout, so that a signal's handler runs at once on every platform
+                done = self._done.get(timeout=1.0)
+                break
+            except queue.Empty:
+                continue
+        if done.error is not None:
+            raise done.error
+        del self.running[done.slot]
+        assert done.result is not None
+        return done.slot, done.item, done.result
+
+    def stop(self) -> None:
+        """End the worker processes the launcher started since the slots were made (and their children):
+        SIGTERM, then SIGKILL after :data:`STOP_GRACE_S` seconds. The slots' ``launch`` calls then return.
+        """
+        workers = [p for p in psutil.Process().children(recursive=True) if p.pid not in self._before and _worker(p)]
+        for process in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.terminate()
+        _, alive = psutil.wait_procs(workers, timeout=STOP_GRACE_S)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        if workers:
+            log.info("Stopped %d worker process(es) of the trials in flight", len(workers))
+
+
+def _worker(process: psutil.Process) -> bool:
+    """Not one of the resource trackers that multiprocessing and loky keep for the whole process: they hold no
+    trial, end with this process, and one ended early is restarted with a warning and a traceback.
+    """
+    try:
+        return not any("resource_tracker" in part for part in process.cmdline())
+    except psutil.Error:
+        return False
