@@ -7,10 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -18,6 +20,9 @@ from omegaconf import DictConfig
 
 from svhn_sweep.core.data import SyntheticSource
 from svhn_sweep.sweep.config import CONFIG_DIR, register_configs
+
+if TYPE_CHECKING:
+    from tests.slurm import Cluster
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
 
@@ -32,6 +37,21 @@ class Block:
 sys.meta_path.insert(0, Block())
 """
 REPO = Path(__file__).resolve().parent.parent
+# Where the test run's SLURM cluster keeps its state: set by the controlling pytest process, inherited by its
+# pytest-xdist workers, so that they share one cluster, started by the first to need it and stopped at the end.
+SLURM_STATE = "SVHN_SWEEP_TEST_SLURM"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[SLURM_STATE] = os.path.join(tempfile.gettempdir(), f"svhn-sweep-slurm-{uuid.uuid4().hex[:12]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SLURM_STATE in os.environ:
+        from tests.slurm import stop_shared
+
+        stop_shared(Path(os.environ.pop(SLURM_STATE)))
 
 
 @pytest.fixture(scope="session")
@@ -171,3 +191,25 @@ def postgres_url() -> Iterator[str]:
         )
     yield url
     server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Cluster:
+    """The test run's one-node SLURM cluster (partition ``debug``, accounting on), shared by every worker."""
+    from tests.slurm import shared_cluster
+
+    try:
+        return shared_cluster(Path(os.environ[SLURM_STATE]))
+    except RuntimeError as error:
+        pytest.fail(
+            f"No SLURM cluster could be installed or started here ({error}); the SLURM tests need one: run as "
+            "root on Debian, so that the tests can install slurm-wlm, munge, slurmdbd and mariadb-server."
+        )
+
+
+@pytest.fixture
+def slurm(slurm_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """The cluster, with SLURM_CONF pointing at it for this test and the commands it starts."""
+    for name, value in slurm_cluster.env.items():
+        monkeypatch.setenv(name, value)
+    return slurm_cluster
