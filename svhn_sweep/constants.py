@@ -30,6 +30,7 @@ ERROR_FILE = "error.txt"
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.yaml"
 PREDICTIONS_FILE = "test_predictions.npz"
+CHECKPOINT_FILE = "checkpoint.pt"  # the state after the last epoch done; gone once the run finishes
 
 # User attributes the sweeper sets on a study's trials, read by the final step and the tables.
 ENQUEUED_ATTR = "enqueued"  # True on a trial of hydra.sweeper.enqueue (e.g. the notebook's model, as reference)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svhn_sweep.core.checkpoint import Checkpoints, restore, save_checkpoint, usable_checkpoint
 from svhn_sweep.core.data import Normalizer, Split
 from svhn_sweep.core.errors import ConfigError, UserError
 
@@ -223,6 +224,8 @@ def fit(
     compile_model: bool = False,
     cuda_graphs: bool = False,
     verbose: bool = True,
+    checkpoints: Checkpoints | None = None,
+    on_resume: Callable[[list[EpochStats]], None] | None = None,
 ) -> list[EpochStats]:
     """Train for ``epochs``, scoring ``val`` after each; ``on_epoch`` sees every epoch's stats as they come.
 
@@ -230,15 +233,25 @@ def fit(
     ``compile_model`` runs the model through ``torch.compile`` (``model`` itself is trained either way),
     ``cuda_graphs`` replays each epoch's training step as a CUDA graph where the optimizer allows it.
     Each epoch is logged at INFO, or at DEBUG when not ``verbose`` (many trials at once make a long log).
+
+    With ``checkpoints``, the state after each epoch (after ``on_epoch``: a pruned epoch is never saved as one to
+    go on from) is saved, and a usable saved state is continued from the epoch after it; ``on_resume`` then sees
+    the restored epochs' stats before any training. The returned history includes them.
     """
     device = train.labels.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every batch has the same shape: let cuDNN keep its fastest conv
     generator = torch.Generator(device=device).manual_seed(seed)
+    history: list[EpochStats] = []
+    saved = None if checkpoints is None else usable_checkpoint(checkpoints, epochs, device)
+    if saved is not None:
+        restore(saved, model, optimizer, scheduler, generator)
+        history = [EpochStats(**stats) for stats in saved["history"]]
+        if on_resume is not None:
+            on_resume(list(history))
     net = torch.compile(model) if compile_model else model
     cuda_graph = cuda_graphs and not compile_model and make_capturable(optimizer)
-    history: list[EpochStats] = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(len(history) + 1, epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         loss, train_acc = train_epoch(net, optimizer, train, normalize, batch_size, generator, amp, cuda_graph)
@@ -262,6 +275,8 @@ def fit(
         )
         if on_epoch is not None:
             on_epoch(stats)
+        if checkpoints is not None:
+            save_checkpoint(checkpoints, history, model, optimizer, scheduler, generator)
     return history
 
 

@@ -239,6 +239,9 @@ class TrainerConfig:
     cuda_graphs: bool | str = "auto"
     # true: no log line per epoch (they go to DEBUG); the sweep's line per finished trial stays.
     quiet: bool = False
+    # Every run saves checkpoint.pt into its folder after each epoch, to resume from if it is interrupted; true
+    # keeps it once the run has finished (the last epoch's model, optimizer and generators), false removes it.
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -321,6 +324,9 @@ class SweepConfig:
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy"])
     # The trial's place in its batch when several are in flight: spreads them over the visible CUDA devices.
     slot: int | None = None
+    # A run folder whose checkpoint.pt this run continues when its own folder has none: the sweeper sets it on
+    # a trial that retries an interrupted one (its folder); a single run may be given one by hand.
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         _require(

@@ -5,6 +5,11 @@ heartbeat) and ``final`` (the result, written only after the files it names are 
 lease back on every way out of Python (an exception, Ctrl-C, SIGTERM); one killed outright stops beating, and
 after ``grace_period`` seconds of silence the next worker, or the same command run again, takes it over. So the
 final step completes exactly once per set of trials, whatever interrupts it.
+
+The holder is the final step's folder. A holder that gives the lease back without a result leaves its folder in
+``final_unfinished``; whoever takes the lease next (from there, or from a holder that died) knows that folder as
+:attr:`FinalStepLease.unfinished`, whose checkpoint the final step continues: the same command run again writes
+a new sweep folder, and its final step would otherwise start again from epoch 1.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LEASE_ATTR = "final_lease"
 RESULT_ATTR = "final"
+UNFINISHED_ATTR = "final_unfinished"
 
 
 class FinalStepLease:
@@ -42,6 +48,8 @@ class FinalStepLease:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recorded = False
+        self.unfinished: str | None = None  # the folder of the last final step stopped before its result
 
     def acquire(self, redo: bool = False) -> bool:
         """Take the lease; False when the result for these trials is already recorded (unless ``redo``).
@@ -65,6 +73,7 @@ class FinalStepLease:
                             lease["token"],
                             silent,
                         )
+                    self.unfinished = lease["holder"] if lease else attrs.get(UNFINISHED_ATTR)
                     self._beat()
                     self._thread = threading.Thread(target=self._keep_beating, name="final-lease", daemon=True)
                     self._thread.start()
@@ -75,6 +84,7 @@ class FinalStepLease:
     def record(self, result: dict[str, Any]) -> None:
         """The result, for every Optuna client of the study (dashboard, ``study.user_attrs``, the report)."""
         self.study.set_user_attr(RESULT_ATTR, {**result, "n_trials": self.n_trials})
+        self._recorded = True
 
     def release(self) -> None:
         """Stop beating and give the lease back, if this holder has it; safe to call whatever happened before."""
@@ -84,6 +94,7 @@ class FinalStepLease:
         with study_lock(self.ref.storage, self.ref.study_name):
             lease = self.study.user_attrs.get(LEASE_ATTR)
             if lease and lease["token"] == self.token:
+                self.study.set_user_attr(UNFINISHED_ATTR, None if self._recorded else self.holder)
                 self.study.set_user_attr(LEASE_ATTR, None)
 
     def _beat(self) -> None:

@@ -1,8 +1,9 @@
-"""The job's side of pruning: report val accuracy to the sweep's trial each epoch, stop when told to."""
+"""The job's side of pruning: report val accuracy to the sweep's trial each epoch, stop when told to; a resumed
+trial first reports the epochs its checkpoint restored, so the pruner sees the whole curve.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,12 +29,37 @@ def _storage(ref: StudyRef) -> optuna.storages.RDBStorage:
     return ref.open_storage()
 
 
-def trial_reporter(sweep: DictConfig, epochs: int) -> Callable[[EpochStats], None] | None:
-    """None outside a sweep; otherwise a callback that reports and raises ``optuna.TrialPruned``.
-
-    The pruner is not asked after the last of ``epochs``: a trial that trained all its epochs is COMPLETE, and
-    stopping it then would save nothing.
+@dataclass(frozen=True)
+class TrialReporter:
+    """Called with each epoch's stats: reports its val accuracy and raises ``optuna.TrialPruned`` when the pruner
+    says so. The pruner is not asked after the last of ``epochs``: a trial that trained all its epochs is COMPLETE,
+    and stopping it then would save nothing.
     """
+
+    trial: optuna.Trial
+    storage: optuna.storages.BaseStorage
+    trial_id: int
+    epochs: int
+
+    def __call__(self, stats: EpochStats) -> None:
+        """Report an epoch just trained; raise ``optuna.TrialPruned`` if the pruner stops the trial here."""
+        self.trial.report(stats.val_acc, stats.epoch)
+        if stats.epoch < self.epochs and self.trial.should_prune():
+            raise optuna.TrialPruned(f"val_acc {stats.val_acc:.4f} at epoch {stats.epoch} is behind other trials")
+
+    def restored(self, history: list[EpochStats]) -> None:
+        """Report epochs a checkpoint restored, without asking the pruner: it let each of them go on when it was
+        trained. Steps the trial has already (a requeued job continuing its own trial) are left as they are; a
+        retried trial, a new one, gets them all.
+        """
+        reported = self.storage.get_trial(self.trial_id).intermediate_values
+        for stats in history:
+            if stats.epoch not in reported:
+                self.trial.report(stats.val_acc, stats.epoch)
+
+
+def trial_reporter(sweep: DictConfig, epochs: int) -> TrialReporter | None:
+    """None outside a sweep; otherwise the reporter of the trial ``sweep.trial``."""
     if sweep.trial is None:
         return None
     ref = StudyRef(sweep.storage, sweep.study)
@@ -43,11 +69,4 @@ def trial_reporter(sweep: DictConfig, epochs: int) -> Callable[[EpochStats], Non
     trial_id = storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name(ref.study_name), sweep.trial
     )
-    trial = optuna.Trial(study, trial_id)
-
-    def report(stats: EpochStats) -> None:
-        trial.report(stats.val_acc, stats.epoch)
-        if stats.epoch < epochs and trial.should_prune():
-            raise optuna.TrialPruned(f"val_acc {stats.val_acc:.4f} at epoch {stats.epoch} is behind other trials")
-
-    return report
+    return TrialReporter(optuna.Trial(study, trial_id), storage, trial_id, epochs)

@@ -20,6 +20,7 @@ from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
 from svhn_sweep.core.files import atomic_write, write_json
 from svhn_sweep.core.train import history_records, use_amp
+from svhn_sweep.sweep.checkpoints import finished, run_checkpoints
 from svhn_sweep.sweep.config import selection_margin
 from svhn_sweep.sweep.lease import FinalStepLease
 from svhn_sweep.sweep.loggers import record_final
@@ -29,18 +30,23 @@ from svhn_sweep.sweep.training import fit_config, prepare
 log = logging.getLogger(__name__)
 
 
-def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] | None = None) -> dict[str, Any]:
+def retrain_and_test(
+    cfg: DictConfig, output_dir: Path, origin: dict[str, Any] | None = None, resume_dir: str | None = None
+) -> dict[str, Any]:
     """Retrain a config (on train+val when ``final.train_on_val``) and score it on the test file, once.
 
     The test predictions are kept (``test_predictions.npz``, dataset order) so the error analysis never needs
     a second look at the test set through a retrain; ``origin`` (e.g. the trial retrained) goes into metrics.json.
+    The retrain is checkpointed in ``output_dir`` and continues the checkpoint there, else ``resume_dir``'s.
     """
     start = time.perf_counter()
     source, device = prepare(cfg)
     train, val = source.train_val(cfg.seed)
     if cfg.final.train_on_val:
         train, val = Split.concat(train, val), None
-    model, history = fit_config(cfg, source, device, train, val)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = run_checkpoints(cfg, output_dir, resume_dir)
+    model, history = fit_config(cfg, source, device, train, val, checkpoints=checkpoints)
     test = source.load("test").to(device)
     predictions, labels = evaluate_model(
         model, test, source.normalizer(device), cfg.trainer.eval_batch_size, use_amp(cfg.trainer.amp, device)
@@ -56,12 +62,12 @@ def retrain_and_test(cfg: DictConfig, output_dir: Path, origin: dict[str, Any] |
         "duration_s": time.perf_counter() - start,
         "history": history_records(history),
     }
-    output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(output_dir / MODEL_FILE) as handle:
         torch.save(model.state_dict(), handle)
     with atomic_write(output_dir / PREDICTIONS_FILE) as handle:
         np.savez(handle, predictions=predictions, labels=labels)
     write_json(output_dir / METRICS_FILE, metrics)
+    finished(cfg, checkpoints)
     return metrics
 
 
@@ -93,10 +99,15 @@ def selected_trial(study: optuna.Study, select: str) -> optuna.trial.FrozenTrial
 
 
 def retrain_best(
-    config: DictConfig, study: optuna.Study, final_dir: Path, extra_overrides: Sequence[str] = ()
+    config: DictConfig,
+    study: optuna.Study,
+    final_dir: Path,
+    extra_overrides: Sequence[str] = (),
+    resume_dir: str | None = None,
 ) -> dict[str, Any]:
     """Compose the config of the trial ``final.select`` names (plus ``extra_overrides``) in the running Hydra and
-    retrain it into ``final_dir``; its ``metrics.json`` is written last, so a folder that has one holds a whole result.
+    retrain it into ``final_dir`` (continuing the checkpoint of an interrupted final step in ``resume_dir``, if it
+    has the same config); its ``metrics.json`` is written last, so a folder that has one holds a whole result.
     """
     best = selected_trial(study, config.final.select)
     overrides = best_trial_overrides(config, best)
@@ -111,7 +122,7 @@ def retrain_best(
     with atomic_write(final_dir / CONFIG_FILE) as handle:
         handle.write(OmegaConf.to_yaml(best_cfg).encode())
     origin = {"trial": best.number, "n_trials": len(study.trials), "select": config.final.select}
-    metrics = retrain_and_test(best_cfg, final_dir, origin=origin)
+    metrics = retrain_and_test(best_cfg, final_dir, origin=origin, resume_dir=resume_dir)
     record_final(best_cfg, study.study_name, final_dir)
     return metrics
 
@@ -127,14 +138,15 @@ def final_step(
     """The final step, exactly once per finished set of trials: under the study's lease, recorded in the study.
 
     None when it was done already (by this or another worker, for the same trials); ``redo`` does it again on
-    purpose (``svhn-sweep-final``).
+    purpose (``svhn-sweep-final``). A final step stopped before its result (killed, or given back on a signal),
+    in this sweep folder or another command's, is continued from its checkpoint when it retrained the same config.
     """
     sweeper = config.hydra.sweeper
     lease = FinalStepLease(ref, study, str(final_dir.resolve()), sweeper.heartbeat_interval, sweeper.grace_period)
     try:  # from the moment the lease may be ours, every way out (Ctrl-C and SIGTERM too) gives it back
         if not lease.acquire(redo):
             return None
-        metrics = retrain_best(config, study, final_dir, extra_overrides)
+        metrics = retrain_best(config, study, final_dir, extra_overrides, lease.unfinished)
         lease.record(
             {
                 **{

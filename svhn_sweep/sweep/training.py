@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from svhn_sweep.core.checkpoint import Checkpoints
 from svhn_sweep.core.data import Split, SVHNSource
 from svhn_sweep.core.train import EpochStats, fit, seed_everything, select_device, use_amp, use_cuda_graphs
 from svhn_sweep.sweep.config import build, data_source, validate
@@ -42,8 +43,10 @@ def fit_config(
     train: Split,
     val: Split | None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    on_resume: Callable[[list[EpochStats]], None] | None = None,
 ) -> tuple[nn.Module, list[EpochStats]]:
-    """Build the config's model and train it with the config's trainer settings."""
+    """Build the config's model and train it with the config's trainer settings (checkpointed, resumed: ``fit``)."""
     model, optimizer, scheduler = build_training(cfg, device)
     history = fit(
         model,
@@ -61,5 +64,7 @@ def fit_config(
         compile_model=cfg.trainer.compile,
         cuda_graphs=use_cuda_graphs(cfg.trainer.cuda_graphs, device),
         verbose=not cfg.trainer.quiet,
+        checkpoints=checkpoints,
+        on_resume=on_resume,
     )
     return model, history

@@ -15,6 +15,7 @@ from svhn_sweep.constants import METRICS_FILE
 from svhn_sweep.core import data
 from svhn_sweep.core.files import write_json
 from svhn_sweep.core.train import DivergedError, EpochStats, history_records
+from svhn_sweep.sweep.checkpoints import finished, run_checkpoints
 from svhn_sweep.sweep.loggers import record_trial
 from svhn_sweep.sweep.pruning import StoppedEarly, trial_reporter
 from svhn_sweep.sweep.training import fit_config, prepare
@@ -27,22 +28,31 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
     model's parameter count when ``sweep.objectives`` asks for it).
 
     In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
-    divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through.
+    divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through, restored
+    ones included (:mod:`svhn_sweep.sweep.checkpoints`: which checkpoint it continues); then its checkpoint goes.
     """
     start = time.perf_counter()
     source, device = prepare(cfg)
     train, val = source.train_val(cfg.seed)
     report = trial_reporter(cfg.sweep, cfg.trainer.epochs) if len(cfg.sweep.objectives) == 1 else None
     history: list[EpochStats] = []
+    restored: list[EpochStats] = []
+
+    def on_resume(epochs: list[EpochStats]) -> None:
+        history.extend(epochs)
+        restored.extend(epochs)
+        if report is not None:
+            report.restored(epochs)
 
     def on_epoch(stats: EpochStats) -> None:
         history.append(stats)
         if report is not None:
             report(stats)
 
+    checkpoints = run_checkpoints(cfg, output_dir)
     status, reason, n_params = "complete", None, None
     try:
-        model, _ = fit_config(cfg, source, device, train, val, on_epoch)
+        model, _ = fit_config(cfg, source, device, train, val, on_epoch, checkpoints, on_resume)
         n_params = sum(p.numel() for p in model.parameters())
     except (optuna.TrialPruned, DivergedError) as stop:
         status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
@@ -53,6 +63,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             "reason": reason,
             "val_accuracy": history[-1].val_acc if history else None,
             "epochs": len(history),
+            "resumed_epochs": len(restored),  # of those, restored from a checkpoint
             "n_params": n_params,
             "duration_s": time.perf_counter() - start,
             "history": history_records(history),
@@ -64,6 +75,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             },
         },
     )
+    finished(cfg, checkpoints)
     record_trial(cfg, output_dir)
     if status == "complete":
         log.info("val_accuracy %.4f, %s parameters", history[-1].val_acc, n_params)
