@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -109,6 +110,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def apt_install(*packages: str) -> None:
+    """Install Debian packages, one test process at a time (apt's own lock fails a second one at once);
+    RuntimeError with the reason when they cannot be.
+    """
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{', '.join(packages)}: not installed, and installing needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(os.path.join(tempfile.gettempdir(), "svhn-sweep-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+            result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if result.returncode != 0:
+                raise RuntimeError(f"'{' '.join(command)}' failed: {result.stderr.strip()[-300:]}")
 
 
 def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str]:

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import apt_install, free_port
 
 PACKAGES = ("slurm-wlm", "munge", "slurmdbd", "mariadb-server")
 PARTITION = "debug"
 CLUSTER_NAME = "svhn"
 DB_USER, DB_PASSWORD, DB_NAME = "slurm", "pw-slurm-" + "test", "slurm_acct_db"
 # Seconds between the SIGTERM of a cancelled job and its SIGKILL (30 by default): the tests' scancel waits less.
-KILL_WAIT_S = 5
+KILL_WAIT_S = 1
 REQUEUE_DELAY_S = 5
 # The daemons, in the order they start; each writes this pid file in the cluster's folder.
 PID_FILES = ("munge/munged.pid", "db/mariadb.pid", "slurmdbd.pid", "slurmctld.pid", "slurmd.pid")
@@ -55,18 +55,6 @@ def _missing() -> list[str]:
     found = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *PACKAGES], capture_output=True, text=True)
     installed = {line.split()[0] for line in found.stdout.splitlines() if line.endswith(" installed")}
     return [p for p in PACKAGES if p not in installed]
-
-
-def _install(packages: list[str]) -> None:
-    """Install Debian's packages; RuntimeError with the reason when they cannot be."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", *packages],
-    ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise RuntimeError(f"'{' '.join(command)}' failed: {result.stderr.strip()[-300:]}")
 
 
 def _wait(what: str, ready: Callable[[], bool], log: Path, timeout: float = 60) -> None:
@@ -185,7 +173,7 @@ def start(folder: Path) -> Cluster:
     if os.geteuid() != 0:
         raise RuntimeError("a SLURM cluster needs root: its daemons start jobs as their users")
     if missing := _missing():
-        _install(missing)
+        apt_install("--no-install-recommends", *missing)
     folder.mkdir(mode=0o755)  # munged (the munge user) reaches its folder through it
     cluster = Cluster(folder)
     try:

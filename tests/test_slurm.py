@@ -4,6 +4,7 @@ happy path, a job preempted and requeued, a job cancelled mid-trial (issue 18).
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from svhn_sweep.constants import STUDY_FILE
+from svhn_sweep.constants import CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import run_cli, start_cli
 from tests.slurm import PARTITION, Cluster
@@ -61,15 +62,10 @@ def job_of_trial(sweep_dir: Path, number: int) -> str | None:
     return None
 
 
-def epochs_reported(sweep_dir: Path, number: int) -> int:
-    trials = StudyRef.from_sweep_dir(sweep_dir).load().trials
-    return len(trials[number].intermediate_values) if len(trials) > number else 0
-
-
 def running_job_of_trial(sweep_dir: Path, number: int) -> str | None:
-    """The trial's job once it has trained (and reported) its first epoch."""
+    """The trial's job once it has checkpointed its first epoch."""
     job = job_of_trial(sweep_dir, number)
-    return job if job is not None and epochs_reported(sweep_dir, number) >= 1 else None
+    return job if job is not None and (sweep_dir / str(number) / CHECKPOINT_FILE).exists() else None
 
 
 def job_states(slurm: Cluster, job: str) -> list[str]:
@@ -100,11 +96,11 @@ def test_a_sweep_runs_its_trials_as_slurm_jobs_and_then_the_final_step(
 
 
 def test_a_preempted_job_is_requeued_and_continues_the_same_trial(small_data, slurm: Cluster, tmp_path: Path) -> None:
-    epochs = 30
+    epochs = 24
     args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=1", f"trainer.epochs={epochs}", "sweep.pruner=none"]
     sweep = started([*args, "final.enabled=false"], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
-    job = wait_for("trial 0's job train an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
+    job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
     slurm.run("scancel", "--signal=USR2", job)  # what SLURM sends signal_delay_s before the time limit
     out, err = sweep.communicate(timeout=300)
 
@@ -113,9 +109,11 @@ def test_a_preempted_job_is_requeued_and_continues_the_same_trial(small_data, sl
     assert [(t.number, t.state) for t in study.trials] == [(0, TrialState.COMPLETE)]  # the same trial, finished
     assert sorted(p.name for p in sweep_dir.iterdir() if p.name.isdigit()) == ["0"]  # in the same folder
     assert job_states(slurm, job) == ["REQUEUED", "COMPLETED"]
-    log = (sweep_dir / ".submitit" / job / f"{job}_0_log.err").read_text()
+    log = "".join(path.read_text() for path in (sweep_dir / ".submitit" / job).glob(f"{job}_0_log.*"))
     assert "this job is preempted" in log and f"Requeued job {job}" in log
     assert sorted(study.trials[0].intermediate_values) == list(range(1, epochs + 1))  # every epoch reported once
+    metrics = json.loads((sweep_dir / "0" / METRICS_FILE).read_text())  # the requeued job resumed from its checkpoint:
+    assert metrics["epochs"] == epochs and 1 <= metrics["resumed_epochs"] < epochs  # it trained the rest only
 
 
 @pytest.mark.xfail(
@@ -125,10 +123,12 @@ def test_a_preempted_job_is_requeued_and_continues_the_same_trial(small_data, sl
 def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     small_data, slurm: Cluster, tmp_path: Path
 ) -> None:
-    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "trainer.epochs=20"]
+    # Enough epochs that the job cannot finish them in the second between SIGTERM (which submitit ignores) and
+    # SIGKILL (KILL_WAIT_S).
+    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=40"]
     sweep = started([*args, "sweep.pruner=none", "final.epochs=1"], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
-    job = wait_for("trial 0's job train an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
+    job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
     slurm.run("scancel", job)  # what a preemption without requeue, or an administrator, does
     out, err = sweep.communicate(timeout=400)
 
@@ -139,7 +139,7 @@ def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     assert cancelled.state == TrialState.FAIL
     assert cancelled.user_attrs["fail_reason"].startswith("interrupted:")
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 3  # the interrupted trial does not count toward n_trials
+    assert len(complete) == 2  # the interrupted trial does not count toward n_trials
     (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 0]
     assert retry.params == cancelled.params
     assert "CANCELLED" in job_states(slurm, job)[0]
