@@ -131,7 +131,7 @@ def _start_mariadb(folder: Path) -> int:
 def _memory_mb() -> int:
     with open("/proc/meminfo") as meminfo:
         total_kb = int(next(line for line in meminfo if line.startswith("MemTotal:")).split()[1])
-    return total_kb // 1024 - 1024
+    return max(total_kb // 1024 - 1024, total_kb // 2048)  # what jobs may ask for: all but some for the system
 
 
 def _write_configs(folder: Path, munge_socket: Path, db_port: int) -> None:
