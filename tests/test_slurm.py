@@ -142,5 +142,7 @@ def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     assert len(complete) == 2  # the interrupted trial does not count toward n_trials
     (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 0]
     assert retry.params == cancelled.params
+    resumed = json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"]
+    assert resumed >= 1  # from the cancelled attempt's checkpoint (sweep.resume_from)
     assert "CANCELLED" in job_states(slurm, job)[0]
     assert (sweep_dir / "final" / "metrics.json").exists()
