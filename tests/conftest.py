@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pytest
@@ -19,6 +22,9 @@ from omegaconf import DictConfig
 
 from svhn_sweep.core.data import SyntheticSource
 from svhn_sweep.sweep.config import CONFIG_DIR, register_configs
+
+if TYPE_CHECKING:
+    from tests.slurm import Cluster
 
 TRAIN_SIZE, TEST_SIZE = 600, 200
 
@@ -33,6 +39,21 @@ class Block:
 sys.meta_path.insert(0, Block())
 """
 REPO = Path(__file__).resolve().parent.parent
+# Where the test run's SLURM cluster keeps its state: set by the controlling pytest process, inherited by its
+# pytest-xdist workers, so that they share one cluster, started by the first to need it and stopped at the end.
+SLURM_STATE = "SVHN_SWEEP_TEST_SLURM"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[SLURM_STATE] = os.path.join(tempfile.gettempdir(), f"svhn-sweep-slurm-{uuid.uuid4().hex[:12]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and SLURM_STATE in os.environ:
+        from tests.slurm import stop_shared
+
+        stop_shared(Path(os.environ.pop(SLURM_STATE)))
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +112,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def apt_install(*packages: str) -> None:
+    """Install Debian packages, one test process at a time (apt's own lock fails a second one at once);
+    RuntimeError with the reason when they cannot be.
+    """
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{', '.join(packages)}: not installed, and installing needs root")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with open(os.path.join(tempfile.gettempdir(), "svhn-sweep-apt.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+            result = subprocess.run(command, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            if result.returncode != 0:
+                raise RuntimeError(f"'{' '.join(command)}' failed: {result.stderr.strip()[-300:]}")
 
 
 def cli_env(pythonpath: tuple[Path, ...] = (), **env_vars: str) -> dict[str, str]:
@@ -180,3 +216,25 @@ def run_folder(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Path:
     from svhn_sweep.sweep.study import StudyRef
 
     return StudyRef.of(study).run_dir(trial.user_attrs["run_dir"])
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Cluster:
+    """The test run's one-node SLURM cluster (partition ``debug``, accounting on), shared by every worker."""
+    from tests.slurm import shared_cluster
+
+    try:
+        return shared_cluster(Path(os.environ[SLURM_STATE]))
+    except RuntimeError as error:
+        pytest.fail(
+            f"No SLURM cluster could be installed or started here ({error}); the SLURM tests need one: run as "
+            "root on Debian, so that the tests can install slurm-wlm, munge, slurmdbd and mariadb-server."
+        )
+
+
+@pytest.fixture
+def slurm(slurm_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """The cluster, with SLURM_CONF pointing at it for this test and the commands it starts."""
+    for name, value in slurm_cluster.env.items():
+        monkeypatch.setenv(name, value)
+    return slurm_cluster

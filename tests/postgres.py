@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import apt_install, free_port
 
 # A role that must log in with its password (scram-sha-256), unlike the trusted superuser, and owns its database.
 PASSWORD_USER, PASSWORD = "svhn_pw", "pw-Zq7x-never-written"
@@ -28,26 +28,14 @@ def _bindir() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _install() -> str | None:
-    """Install Debian's postgresql package; returns why it could not be, or None."""
-    if os.geteuid() != 0:
-        return "PostgreSQL is not installed and installing it needs root"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            return f"'{' '.join(command)}' failed: {result.stderr.strip()[-300:]}"
-    return None
-
-
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh cluster with an empty ``optuna`` database; stop and delete it after.
 
     Raises RuntimeError with the reason when no server can be had.
     """
-    if _bindir() is None and (reason := _install()):
-        raise RuntimeError(reason)
+    if _bindir() is None:
+        apt_install("postgresql")
     bindir = _bindir()
     assert bindir is not None
     datadir = Path(tempfile.mkdtemp(prefix="svhn-sweep-pg-"))
