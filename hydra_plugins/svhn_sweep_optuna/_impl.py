@@ -96,7 +96,7 @@ from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.retries import DIVERGED, ERROR, INTERRUPTED, counted, evaluated, retried_attempt, retry
 from svhn_sweep.sweep.sampling import build_sampler, check_sampler_available, grid_size
-from svhn_sweep.sweep.slots import Slots, runs_jobs_apart
+from svhn_sweep.sweep.slots import LostJobError, Slots, runs_jobs_apart
 from svhn_sweep.sweep.study import (
     StudyRef,
     absolute_storage_url,
@@ -352,6 +352,8 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         distributions, fixed_params, fixed_overrides = search_space(params_conf)
         grid = self._grid(distributions)
         enqueued = self._checked_enqueue(distributions, fixed_params)
+        with reported():  # the command's own config first (values, trusted targets): its message is the clearer
+            validate(self.config)
         self._check_trial_configs(params_conf, distributions, fixed_params, fixed_overrides, enqueued)
         ref = self._study_ref(params_conf)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -466,7 +468,12 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                         slots.start(slot, trial, job, job_idx=trial.number)
                 if not slots.running:
                     break
-                _, trial, ret = slots.wait()
+                try:
+                    _, trial, ret = slots.wait()
+                except LostJobError as lost:  # the scheduler ended it: that trial is retried, the sweep goes on
+                    self._mark_interrupted(study, [lost.item], f"lost job ({lost.state})")
+                    log.warning("Trial %d %s: marked FAIL, to be tried again first.", lost.item.number, lost)
+                    continue
                 self._tell(study, ref, trial, ret)
                 log.info(progress.line(study, trial.number))
                 try:
@@ -800,15 +807,13 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         except BaseException as interrupt:
             composing = isinstance(interrupt, HydraException) and not isinstance(interrupt, ReportedError)
             cause = signal_of(interrupt).name if isinstance(interrupt, KeyboardInterrupt) else type(interrupt).__name__
-            reason = f"{ERROR}: {cause}: {interrupt}" if composing else f"{INTERRUPTED}: {cause}"
             trials = list(trials)
-            for trial in trials:
-                trial.set_user_attr(FAIL_REASON_ATTR, reason)
-                study.tell(trial, state=TrialState.FAIL)
-                if not composing:
-                    retry(study, study.get_trials(deepcopy=False)[trial.number])
             if composing:
+                for trial in trials:
+                    trial.set_user_attr(FAIL_REASON_ATTR, f"{ERROR}: {cause}: {interrupt}")
+                    study.tell(trial, state=TrialState.FAIL)
                 raise ReportedError(f"A trial's config cannot be composed: {interrupt}") from None
+            self._mark_interrupted(study, trials, cause)
             log.warning(
                 "Stopped (%s): trial(s) %s marked FAIL, to be tried again first; finished trials are kept. "
                 "Run the same command to resume.",
@@ -816,3 +821,10 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 [t.number for t in trials],
             )
             raise
+
+    def _mark_interrupted(self, study: optuna.Study, trials: Sequence[optuna.Trial], cause: str) -> None:
+        """Trials stopped from outside: FAIL "interrupted: <cause>", each with a WAITING retry that is asked first."""
+        for trial in trials:
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{INTERRUPTED}: {cause}")
+            study.tell(trial, state=TrialState.FAIL)
+            retry(study, study.get_trials(deepcopy=False)[trial.number])

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,32 @@ CONCURRENT_LAUNCHERS = frozenset(
     }
 )
 STOP_GRACE_S = 5.0  # how long a stopped worker gets between SIGTERM and SIGKILL
+# submitit's word for a job the scheduler ended without a result: "... has not produced any output (state: X)".
+LOST_STATE = re.compile(r"\(state: ([A-Z_]+)")
+
+
+class LostJobError(Exception):
+    """A job that its scheduler ended without a result (cancelled, preempted without a requeue, out of time past
+    its requeues, its node lost): its trial was stopped from outside, the sweep goes on. Its slot is free again.
+    """
+
+    def __init__(self, item: object, state: str) -> None:
+        super().__init__(f"its job was lost ({state})")
+        self.item, self.state = item, state
+
+
+def lost_job_state(error: BaseException) -> str | None:
+    """The scheduler's state of a job that ``error`` (from a submitit launcher's ``launch``) says was lost, or None
+    for any other error. Matched by name, so that submitit is imported only where it is used.
+    """
+    kind = f"{type(error).__module__}.{type(error).__name__}"
+    if not kind.startswith("submitit."):
+        return None
+    if type(error).__name__ == "UncompletedJobError":
+        return match.group(1) if (match := LOST_STATE.search(str(error))) else "UNKNOWN"
+    if type(error).__name__ == "FailedJobError" and "timed-out too many times" in str(error):
+        return "TIMEOUT"  # requeued max_num_timeout times and out of time again
+    return None
 
 
 def runs_jobs_apart(launcher: Launcher) -> bool:
@@ -119,7 +146,8 @@ class Slots(Generic[T]):
     def wait(self) -> tuple[int, T, JobReturn]:
         """The next job done: its slot (free again), its item and its ``JobReturn``.
 
-        A ``launch`` that raised is raised here, its item still counted as running (it did not finish).
+        A job its scheduler lost raises :class:`LostJobError`, its slot free again; any other ``launch`` that raised is
+        raised here, its item still counted as running (it did not finish).
         """
         if not self.running:
             raise RuntimeError("no job in flight")
@@ -130,7 +158,10 @@ class Slots(Generic[T]):
             except queue.Empty:
                 continue
         if done.error is not None:
-            raise done.error
+            if (state := lost_job_state(done.error)) is None:
+                raise done.error
+            del self.running[done.slot]
+            raise LostJobError(done.item, state) from done.error
         del self.running[done.slot]
         assert done.result is not None
         return done.slot, done.item, done.result
