@@ -450,8 +450,8 @@ def render() -> str:
         out += [
             f"### `{SAMPLERS}`",
             "",
-            "The sampler of the search; `hydra.sweeper.sampler.seed` is `${seed}` in",
-            f"{PRIMARY}.yaml.",
+            "The sampler of the search, `svhn_tpe` unless another is chosen. The sweeper seeds it per trial from",
+            "`hydra.sweeper.sampler.seed`, or else the run's `seed` (svhn_sweep/sweep/sampling.py).",
             "",
         ]
         for option in loader.get_group_options(SAMPLERS):
