@@ -275,6 +275,21 @@ def saved_epoch(path: Path) -> int:
     return torch.load(path, weights_only=True)["epoch"] if path.exists() else 0
 
 
+def stopped_by_sigterm(args: list[str], cwd: Path, checkpoint: str) -> tuple[Path, int]:
+    """Start the command, SIGTERM it once a checkpoint matching the ``checkpoint`` pattern is written: that
+    checkpoint and the epochs it holds (at least one, fewer than the run's).
+    """
+    sweep = start_cli(args, cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: next(iter(cwd.glob(checkpoint)), None) is not None, sweep, f"a checkpoint {checkpoint}")
+    sweep.send_signal(signal.SIGTERM)
+    _, stderr = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, stderr[-3000:]
+    written = next(cwd.glob(checkpoint))
+    stopped_at = saved_epoch(written)
+    assert 0 < stopped_at < EPOCHS_RUN
+    return written, stopped_at
+
+
 @pytest.mark.slow
 def test_a_single_run_killed_then_stopped_by_sigterm_resumes_each_time_to_the_uninterrupted_result(
     small_data: list[str], tmp_path: Path
@@ -320,18 +335,7 @@ def test_a_final_step_stopped_by_sigterm_is_continued_by_the_same_command_to_the
     """
     args = ["--multirun", *small_data, *LONG_EPOCHS, "hydra.sweeper.n_trials=1", "trainer.epochs=1"]
     args += [f"final.epochs={EPOCHS_RUN}", "sweep.pruner=none", "hydra.sweeper.study_name=final-resume"]
-    sweep = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def stopped_final() -> Path | None:
-        return next(iter(tmp_path.glob(f"outputs/sweeps/*/final/{CHECKPOINT_FILE}")), None)
-
-    wait_for(lambda: stopped_final() is not None, sweep, "the final step's first checkpoint")
-    sweep.send_signal(signal.SIGTERM)
-    _, stderr = sweep.communicate(timeout=120)
-    assert sweep.returncode == 143, stderr[-3000:]
-    checkpoint = stopped_final()
-    stopped_at = saved_epoch(checkpoint)
-    assert 0 < stopped_at < EPOCHS_RUN
+    checkpoint, stopped_at = stopped_by_sigterm(args, tmp_path, f"outputs/sweeps/*/final/{CHECKPOINT_FILE}")
 
     time.sleep(1.1)  # the default sweep folder is named by the second
     again = run_cli(args, cwd=tmp_path)
@@ -398,18 +402,7 @@ def test_a_trial_stopped_by_sigterm_is_retried_by_the_same_command_from_its_chec
     args = ["--multirun", *small_data, *LONG_EPOCHS, "hydra.sweeper.n_trials=1", f"trainer.epochs={EPOCHS_RUN}"]
     args += ["sweep.pruner=none", "final.enabled=false"]
     interrupted = [*args, "hydra.sweeper.study_name=stopped"]
-    sweep = start_cli(interrupted, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def first_attempt() -> Path | None:
-        return next(iter(tmp_path.glob(f"outputs/sweeps/*/0/{CHECKPOINT_FILE}")), None)
-
-    wait_for(lambda: first_attempt() is not None, sweep, "the trial's first checkpoint")
-    sweep.send_signal(signal.SIGTERM)
-    _, stderr = sweep.communicate(timeout=120)
-    assert sweep.returncode == 143, stderr[-3000:]
-    checkpoint = first_attempt()
-    stopped_at = saved_epoch(checkpoint)
-    assert 0 < stopped_at < EPOCHS_RUN
+    checkpoint, stopped_at = stopped_by_sigterm(interrupted, tmp_path, f"outputs/sweeps/*/0/{CHECKPOINT_FILE}")
 
     time.sleep(1.1)  # the default sweep folder is named by the second
     again = run_cli(interrupted, cwd=tmp_path)
