@@ -36,11 +36,6 @@ def is_interrupted(trial: FrozenTrial) -> bool:
     return reason is None or reason.startswith(INTERRUPTED)
 
 
-def is_crash(trial: FrozenTrial) -> bool:
-    """A FAIL trial whose code raised (not a divergence, not an interruption): what ``max_failure_rate`` counts."""
-    return trial.state == TrialState.FAIL and (fail_reason(trial) or "").startswith(ERROR)
-
-
 def evaluated(trial: FrozenTrial) -> bool:
     """A trial that evaluated its config: what ``n_trials`` counts once it has finished."""
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, GridSampler, QMCSampler
+from optuna.samplers import BaseSampler, QMCSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -118,12 +118,6 @@ def check_sampler_available(target: str) -> None:
         raise ConfigError(
             "hydra/sweeper/sampler=cmaes needs the cmaes package: pip install -e '.[cmaes]' (or pip install cmaes)."
         )
-
-
-def is_grid(sampler: BaseSampler) -> bool:
-    """Whether ``sampler`` (seeded per trial or not) is a GridSampler."""
-    prototype = sampler.prototype if isinstance(sampler, TrialSeededSampler) else sampler
-    return isinstance(prototype, GridSampler)
 
 
 def grid_size(grid: dict[str, list[Any]]) -> int:
