@@ -14,7 +14,6 @@ the storage, as it always does.
 from __future__ import annotations
 
 import importlib.util
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +25,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.sweep.retries import is_interrupted
-
-log = logging.getLogger(__name__)
 
 # Samplers whose seed must stay the same for the whole study: QMC's scrambled sequence is one sequence, indexed by
 # the trial's place in it, so a seed per trial would break it (and it repeats nothing when resumed).
