@@ -12,9 +12,14 @@ this subclass replaces only its loop:
 - trials beat a heartbeat while they run, so a trial left RUNNING by a killed process is marked FAIL;
 - ``enqueue`` lists trials evaluated first (checked against the space before any trial), and a
   ``custom_search_space`` hook may return config values composed from its own parameters (conditional spaces);
+- before the study exists, one trial's config per enqueued entry and per categorical choice is composed as the
+  launcher will compose it and checked, so nothing in the search space is first found wrong by a trial;
+- each trial's sampler is seeded from the seed and the trial's place (``svhn_sweep.sweep.sampling``): resumed,
+  extended and shared studies repeat nothing; grid sweeps enumerate the space and cap ``n_trials``;
 - a diverged trial is FAIL with its reason and does not count against ``max_failure_rate``; a crashed one
-  does, with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM and SIGHUP mark the running
-  trials FAIL "interrupted: <signal>";
+  does (this command's crashes), with its traceback in ``error.txt`` in its run folder; Ctrl-C, SIGTERM, SIGHUP,
+  a stale heartbeat or a job SLURM lost mark the trials FAIL "interrupted: <why>", which do not count toward
+  ``n_trials`` and are retried first (``svhn_sweep.sweep.retries``) from their checkpoints (``sweep.resume_from``);
 - the study names its objective (``val_accuracy``) and a password in a PostgreSQL URL is never written;
 - ``n_jobs`` trials are in flight: with a launcher that runs jobs apart from this process (joblib, submitit), in
   asynchronous slots, each asking for its next trial as soon as its last one is told (``svhn_sweep.sweep.slots``
@@ -43,6 +48,7 @@ Private APIs used, each because no public one does the job:
   as the official sweeper does;
 - ``optuna.trial.Trial._suggest`` and ``BaseDistribution._contains``: to sample a parsed distribution object as it
   is (the official sweeper does the same) and to test an enqueued value against it before any trial;
+- ``OptunaSweeperImpl._to_grid_sampler_choices``: the grid as upstream enumerates a distribution's values;
 - ``optuna.storages.RDBStorage.record_heartbeat`` and ``optuna.storages.fail_stale_trials`` (public, experimental):
   Optuna beats heartbeats only inside ``Study.optimize``, and this loop is ask-and-tell.
 """
