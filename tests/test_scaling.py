@@ -157,7 +157,9 @@ def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Pa
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     after = study.trials
-    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    # The killed trial went stale: it does not count toward n_trials=3, and its parameters were tried again first.
+    assert [t.state for t in after] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert after[2].params == after[1].params and after[2].system_attrs["retry_history"] == [1]
     assert (after[0].value, after[0].datetime_complete) == (before[0].value, before[0].datetime_complete)
 
 

@@ -21,6 +21,7 @@ from svhn_sweep.sweep.config import CONFIG_DIR, build, validate
 from svhn_sweep.sweep.pruning import trial_reporter
 from svhn_sweep.sweep.retrain import selected_trial
 from svhn_sweep.sweep.space import MAX_LAYERS, MAX_WIDTH, MIN_WIDTH, mlp_layers
+from tests.conftest import run_folder
 
 LR = {"optimizer.lr": FloatDistribution(1e-4, 1e-1, log=True)}
 
@@ -92,7 +93,7 @@ def test_a_sweep_of_the_layer_space_trains_the_composed_layers_and_retrains_the_
     study = open_study(sweep_dir)
     table = trials_table(study).set_index("trial")
     for trial in study.trials:
-        config = OmegaConf.load(Path(trial.user_attrs["run_dir"]) / ".hydra" / "config.yaml")
+        config = OmegaConf.load(run_folder(study, trial) / ".hydra" / "config.yaml")
         widths = [trial.params[f"width_{i}"] for i in range(1, trial.params["layers"] + 1)]
         assert list(config.model.hidden_sizes) == widths == trial.user_attrs["composed"]["model.hidden_sizes"]
         assert table.loc[trial.number, "hidden_sizes"] == "[" + ",".join(map(str, widths)) + "]"
@@ -145,7 +146,7 @@ def test_a_two_objective_sweep_stores_size_prints_the_front_and_retrains_the_cho
     (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
     study = open_study(sweep_dir)
     for trial in study.trials:
-        run_dir = Path(trial.user_attrs["run_dir"])
+        run_dir = run_folder(study, trial)
         model = build(OmegaConf.load(run_dir / ".hydra" / "config.yaml").model)
         n_params = sum(p.numel() for p in model.parameters())
         assert trial.values == [json.loads((run_dir / "metrics.json").read_text())["val_accuracy"], n_params]

@@ -119,9 +119,10 @@ def test_a_preempted_job_is_requeued_and_continues_the_same_trial(small_data, sl
 def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     small_data, slurm: Cluster, tmp_path: Path
 ) -> None:
-    # Enough epochs that the job cannot finish them in the second between SIGTERM (which submitit ignores) and
-    # SIGKILL (KILL_WAIT_S).
-    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=40"]
+    # Enough epochs, of small batches through a wide layer, that the job cannot finish them between the first
+    # checkpoint and the cancel, nor in the second between SIGTERM (which submitit ignores) and SIGKILL (KILL_WAIT_S).
+    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
+    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]"]
     sweep = started([*args, "sweep.pruner=none", "final.epochs=1"], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
     job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)

@@ -479,6 +479,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 except LostJobError as lost:  # the scheduler ended it: that trial is retried, the sweep goes on
                     self._mark_interrupted(study, [lost.item], f"lost job ({lost.state})")
                     log.warning("Trial %d %s: marked FAIL, to be tried again first.", lost.item.number, lost)
+                    asking = too_many_failures is None  # its retry no longer counts as asked: ask again
                     continue
                 self._tell(study, ref, trial, ret)
                 log.info(progress.line(study, trial.number))
