@@ -238,3 +238,20 @@ def slurm(slurm_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     for name, value in slurm_cluster.env.items():
         monkeypatch.setenv(name, value)
     return slurm_cluster
+
+
+@pytest.fixture
+def slurm_without_accounting(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A one-node cluster of this test's own that keeps no accounting (no slurmdbd), so that ``sacct`` fails as on
+    such clusters; SLURM_CONF points at it for this test. Started here (seconds: no database) and stopped after.
+    """
+    from tests.slurm import start, stop
+
+    try:
+        cluster = start(Path(tempfile.gettempdir()) / f"svhn-sweep-slurm-noacct-{uuid.uuid4().hex[:12]}", False)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        pytest.fail(f"No SLURM cluster could be installed or started here ({error}); run as root on Debian.")
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    yield cluster
+    stop(cluster)

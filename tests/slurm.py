@@ -134,18 +134,26 @@ def _memory_mb() -> int:
     return max(total_kb // 1024 - 1024, total_kb // 2048)  # what jobs may ask for: all but some for the system
 
 
-def _write_configs(folder: Path, munge_socket: Path, db_port: int) -> None:
+def _write_configs(folder: Path, munge_socket: Path, db_port: int | None) -> None:
+    """slurm.conf, and slurmdbd.conf for accounting in the MariaDB on ``db_port`` (None: no accounting)."""
     host = socket.gethostname().split(".")[0]
-    dbd_port = free_port()
     auth = f"AuthType=auth/munge\nAuthInfo=socket={munge_socket}"
-    dbd = folder / "slurmdbd.conf"  # found next to slurm.conf; must be private to SlurmUser
-    dbd.write_text(
-        f"{auth}\nDbdHost={host}\nDbdAddr=127.0.0.1\nDbdPort={dbd_port}\nSlurmUser=root\n"
-        f"LogFile={folder / 'slurmdbd.log'}\nPidFile={folder / 'slurmdbd.pid'}\n"
-        f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\nStoragePort={db_port}\n"
-        f"StorageUser={DB_USER}\nStoragePass={DB_PASSWORD}\nStorageLoc={DB_NAME}\n"
-    )
-    dbd.chmod(0o600)
+    accounting = ""
+    if db_port is not None:
+        dbd_port = free_port()
+        dbd = folder / "slurmdbd.conf"  # found next to slurm.conf; must be private to SlurmUser
+        dbd.write_text(
+            f"{auth}\nDbdHost={host}\nDbdAddr=127.0.0.1\nDbdPort={dbd_port}\nSlurmUser=root\n"
+            f"LogFile={folder / 'slurmdbd.log'}\nPidFile={folder / 'slurmdbd.pid'}\n"
+            f"StorageType=accounting_storage/mysql\nStorageHost=127.0.0.1\nStoragePort={db_port}\n"
+            f"StorageUser={DB_USER}\nStoragePass={DB_PASSWORD}\nStorageLoc={DB_NAME}\n"
+        )
+        dbd.chmod(0o600)
+        accounting = (
+            f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
+            f"AccountingStoragePort={dbd_port}\nAccountingStoragePass={munge_socket}\n"
+            "JobAcctGatherType=jobacct_gather/linux\n"
+        )
     (folder / "slurm.conf").write_text(
         f"ClusterName={CLUSTER_NAME}\nSlurmctldHost={host}(127.0.0.1)\n"
         f"SlurmctldPort={free_port()}\nSlurmdPort={free_port()}\n"
@@ -159,16 +167,16 @@ def _write_configs(folder: Path, munge_socket: Path, db_port: int) -> None:
         f"StateSaveLocation={folder / 'ctld'}\nSlurmdSpoolDir={folder / 'd'}\n"
         f"SlurmctldPidFile={folder / 'slurmctld.pid'}\nSlurmdPidFile={folder / 'slurmd.pid'}\n"
         f"SlurmctldLogFile={folder / 'slurmctld.log'}\nSlurmdLogFile={folder / 'slurmd.log'}\n"
-        f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
-        f"AccountingStoragePort={dbd_port}\nAccountingStoragePass={munge_socket}\nJobAcctGatherType=jobacct_gather/linux\nJobCompType=jobcomp/none\n"
+        f"{accounting}JobCompType=jobcomp/none\n"
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={_memory_mb()} State=UNKNOWN\n"
         f"PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP\n"
     )
 
 
-def start(folder: Path) -> Cluster:
+def start(folder: Path, accounting: bool = True) -> Cluster:
     """Install what is missing and start every daemon with its state in ``folder`` (empty, made here); the
     cluster has one idle node in partition ``debug`` when this returns. RuntimeError with the reason otherwise.
+    Without ``accounting``, no slurmdbd (nor MariaDB): ``sacct`` fails there, as on clusters that keep none.
     """
     if os.geteuid() != 0:
         raise RuntimeError("a SLURM cluster needs root: its daemons start jobs as their users")
@@ -178,11 +186,10 @@ def start(folder: Path) -> Cluster:
     cluster = Cluster(folder)
     try:
         munge_socket = _start_munge(folder)
-        db_port = _start_mariadb(folder)
-        _write_configs(folder, munge_socket, db_port)
+        _write_configs(folder, munge_socket, _start_mariadb(folder) if accounting else None)
         env = {**os.environ, **cluster.env}
-        for daemon in ("slurmdbd", "slurmctld", "slurmd"):
-            if daemon == "slurmctld":  # the accounting database must know the cluster before its controller starts
+        for daemon in ("slurmdbd", "slurmctld", "slurmd")[0 if accounting else 1 :]:
+            if daemon == "slurmctld" and accounting:  # the database must know the cluster before its controller
                 _wait(
                     "slurmdbd", lambda: _succeeds("sacctmgr", "-n", "list", "cluster", env=env), folder / "slurmdbd.log"
                 )

@@ -1,11 +1,14 @@
 """Sweeps through ``hydra/launcher=slurm`` on a real one-node SLURM cluster with accounting (tests/slurm.py): the
-happy path, a job preempted and requeued, a job cancelled mid-trial (issue 18).
+happy path, a job preempted and requeued, a job cancelled mid-trial; and on one without accounting, a job that
+stops beating (issue 18).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -142,4 +145,36 @@ def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     resumed = json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"]
     assert resumed >= 1  # from the cancelled attempt's checkpoint (sweep.resume_from)
     assert "CANCELLED" in job_states(slurm, job)[0]
+    assert (sweep_dir / "final" / "metrics.json").exists()
+
+
+def test_without_accounting_a_job_that_stops_beating_is_cancelled_and_its_trial_retried(
+    small_data, slurm_without_accounting: Cluster, tmp_path: Path
+) -> None:
+    # The job's processes are stopped (SIGSTOP), as on a node that hangs: SLURM still says RUNNING, and without
+    # sacct submitit would wait for it forever. Its heartbeat file stops changing; the sweeper must cancel it.
+    slurm = slurm_without_accounting
+    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
+    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]", "sweep.pruner=none", "final.epochs=1"]
+    sweep = started([*args, "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=8"], tmp_path)
+    sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
+    job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
+    for pid in slurm.run("scontrol", "listpids", job).split("\n")[1:]:
+        if pid.split():
+            os.kill(int(pid.split()[0]), signal.SIGSTOP)
+    out, err = sweep.communicate(timeout=400)
+
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert (out + err).count("sacct is not available") == 1, out[-3000:]  # said once
+    study = StudyRef.from_sweep_dir(sweep_dir).load()
+    lost = study.trials[0]
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["fail_reason"].startswith("interrupted: lost job (no heartbeat for ")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2
+    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    assert retry.params == lost.params
+    assert json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"] >= 1
+    assert job not in slurm.run("squeue", "-h", "-o", "%i")  # the stopped job was cancelled, not left to hang
     assert (sweep_dir / "final" / "metrics.json").exists()

@@ -96,13 +96,14 @@ from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.sweep.config import validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
+from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, sacct_error
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
 from svhn_sweep.sweep.retries import DIVERGED, ERROR, INTERRUPTED, counted, evaluated, retried_attempt, retry
 from svhn_sweep.sweep.sampling import build_sampler, check_sampler_available, grid_size
-from svhn_sweep.sweep.slots import LostJobError, Slots, runs_jobs_apart
+from svhn_sweep.sweep.slots import LostJobError, Slots, on_slurm, runs_jobs_apart
 from svhn_sweep.sweep.study import (
     StudyRef,
     absolute_storage_url,
@@ -390,6 +391,9 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         progress = SweepProgress(self.n_trials, self.n_jobs)
 
         in_batches = not self._in_slots()
+        watch = self._judge_by_heartbeats(in_batches)
+        if watch:
+            link.append(f"sweep.heartbeat={self.heartbeat_interval}")
         if not in_batches:
             configure = partial(
                 self._configure_trials,
@@ -397,7 +401,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 fixed_params=fixed_params,
                 fixed_overrides=fixed_overrides,
             )
-            self._run_slots(study, ref, storage, sweep_dir, link, progress, configure)
+            self._run_slots(study, ref, storage, sweep_dir, link, progress, configure, watch)
         while in_batches and (batch := self._ask(study, ref)):
             overrides = [
                 [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
@@ -443,6 +447,29 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             )
         return False
 
+    def _judge_by_heartbeats(self, in_batches: bool) -> bool:
+        """Whether SLURM jobs must be judged by their heartbeat files: on SLURM where ``sacct`` does not work,
+        said once (:mod:`svhn_sweep.sweep.liveness`).
+        """
+        if not on_slurm(self.launcher) or (why := sacct_error()) is None:
+            return False
+        if in_batches:
+            log.warning(
+                "sacct is not available (%s): submitit cannot see a SLURM job end without a result, and "
+                "hydra.sweeper.batch=true waits for its whole batch. Without batch=true the sweeper judges jobs by "
+                "their heartbeats.",
+                why,
+            )
+            return False
+        log.warning(
+            "sacct is not available (%s): SLURM jobs are judged by their trials' heartbeats instead; a job silent "
+            "for hydra.sweeper.grace_period (%d s) is cancelled and its trial retried. A requeued job that waits "
+            "longer than that in the queue counts as lost too: raise grace_period where requeues wait long.",
+            why,
+            self.grace_period,
+        )
+        return True
+
     def _run_slots(
         self,
         study: optuna.Study,
@@ -452,11 +479,13 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         link: list[str],
         progress: SweepProgress,
         configure: Callable[[list[optuna.Trial]], Sequence[Sequence[str]]],
+        watch: bool,
     ) -> None:
         """``n_jobs`` slots, each asking for its next trial as soon as its last one is told (Optuna's
         ``optimize(n_jobs)`` loop). Past the failure budget, no new trial starts; those in flight finish first.
+        With ``watch``, a job whose heartbeat file stays unchanged for ``grace_period`` is lost.
         """
-        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
+        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs, self.grace_period if watch else None)
         in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
         asking, too_many_failures = True, None
         with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
@@ -470,8 +499,9 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                         jobs = list(zip(free[: len(trials)], trials, configure(trials), resumes, strict=True))
                     for slot, trial, trial_overrides, resume in jobs:
                         job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
-                        trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(sweep_dir.resolve() / str(trial.number)))
-                        slots.start(slot, trial, job, job_idx=trial.number)
+                        run_dir = sweep_dir.resolve() / str(trial.number)
+                        trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))
+                        slots.start(slot, trial, job, job_idx=trial.number, heartbeat=run_dir / HEARTBEAT_FILE)
                 if not slots.running:
                     break
                 try:

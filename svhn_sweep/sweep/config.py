@@ -436,6 +436,9 @@ class SweepConfig:
     # A run folder whose checkpoint.pt this run continues when its own folder has none: the sweeper sets it on
     # a trial that retries an interrupted one (its folder); a single run may be given one by hand.
     resume_from: str | None = None
+    # Set by the sweeper where SLURM has no accounting (sacct): seconds between two beats of the job's heartbeat
+    # file in its run folder, by which the sweeper sees that the job still runs (svhn_sweep/sweep/liveness.py).
+    heartbeat: float | None = None
 
     def __post_init__(self) -> None:
         _require(

@@ -27,6 +27,11 @@ A slot's thread blocks inside ``launch``, where nothing can stop it from outside
 :meth:`Slots.stop` ends the processes the launcher started (this process's children that appeared since the slots
 were made, with their own children), after which the threads' ``launch`` calls return with an error. SLURM jobs
 run elsewhere and are not cancelled (nor were they by the batch loop); the interrupted trials say so in the study.
+
+A job is lost when its scheduler says so (submitit raises; :func:`lost_job_state`) or, with ``stale_after`` set
+(SLURM without accounting, :mod:`svhn_sweep.sweep.liveness`), when the heartbeat file it was started with has not
+changed for that long: its slot is given up (the thread stays blocked in ``launch``; what it returns is dropped)
+and the job cancelled.
 """
 
 from __future__ import annotations
@@ -38,11 +43,14 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Generic, TypeVar
 
 import psutil
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
+
+from svhn_sweep.sweep.liveness import Watch
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,7 @@ CONCURRENT_LAUNCHERS = frozenset(
         "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher",
     }
 )
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 STOP_GRACE_S = 5.0  # how long a stopped worker gets between SIGTERM and SIGKILL
 # submitit's word for a job the scheduler ended without a result: "... has not produced any output (state: X)".
 LOST_STATE = re.compile(r"\(state: ([A-Z_]+)")
@@ -85,6 +94,11 @@ def lost_job_state(error: BaseException) -> str | None:
     return None
 
 
+def on_slurm(launcher: Launcher) -> bool:
+    """Whether ``launcher`` submits its jobs to SLURM (hydra-submitit-launcher's ``hydra/launcher=slurm``)."""
+    return any(f"{c.__module__}.{c.__qualname__}" == SLURM_LAUNCHER for c in type(launcher).__mro__)
+
+
 def runs_jobs_apart(launcher: Launcher) -> bool:
     """Whether ``launcher`` runs each job outside this process and may be called from several threads."""
     return any(f"{c.__module__}.{c.__qualname__}" in CONCURRENT_LAUNCHERS for c in type(launcher).__mro__)
@@ -93,6 +107,7 @@ def runs_jobs_apart(launcher: Launcher) -> bool:
 @dataclass(frozen=True)
 class _Done(Generic[T]):
     slot: int
+    start: int  # which start of the slot it ends: a slot given up and started again drops its old job's end
     item: T
     result: JobReturn | None
     error: BaseException | None
@@ -105,13 +120,16 @@ class Slots(Generic[T]):
     done. As a context manager, an exception (Ctrl-C, SIGTERM, an error) stops the workers on the way out.
     """
 
-    def __init__(self, launcher: Launcher, size: int) -> None:
+    def __init__(self, launcher: Launcher, size: int, stale_after: float | None = None) -> None:
         self._launcher = launcher
         self.size = size
+        self.stale_after = stale_after  # seconds a started job's heartbeat may stay unchanged; None: not watched
         # What runs where: the items in flight, a live view for whoever must account for them (heartbeats, the
         # trials told on an interrupt).
         self.running: dict[int, T] = {}
         self._done: queue.SimpleQueue[_Done[T]] = queue.SimpleQueue()
+        self._starts: dict[int, int] = {}  # each slot's current start (a count over all slots)
+        self._watches: dict[int, Watch] = {}
         self._before = {child.pid for child in psutil.Process().children(recursive=True)}
 
     def __enter__(self) -> Slots[T]:
@@ -125,46 +143,70 @@ class Slots(Generic[T]):
         """The slots with no job, lowest first (a slot's index picks the device: ``sweep.slot``)."""
         return [slot for slot in range(self.size) if slot not in self.running]
 
-    def start(self, slot: int, item: T, overrides: Sequence[str], job_idx: int) -> None:
-        """Launch one job with ``overrides`` as job ``job_idx`` (its run folder) in the free ``slot``."""
+    def start(self, slot: int, item: T, overrides: Sequence[str], job_idx: int, heartbeat: Path | None = None) -> None:
+        """Launch one job with ``overrides`` as job ``job_idx`` (its run folder) in the free ``slot``; with
+        ``stale_after`` set, ``heartbeat`` is the file the job beats.
+        """
         if slot in self.running or not 0 <= slot < self.size:
             raise ValueError(f"slot {slot} is not free (running: {sorted(self.running)}, size {self.size})")
         self.running[slot] = item
+        self._starts[slot] = start = max(self._starts.values(), default=0) + 1
+        if self.stale_after is not None and heartbeat is not None:
+            self._watches[slot] = Watch(heartbeat)
         thread = threading.Thread(
-            target=self._run, args=(slot, item, list(overrides), job_idx), name=f"slot-{slot}", daemon=True
+            target=self._run, args=(slot, start, item, list(overrides), job_idx), name=f"slot-{slot}", daemon=True
         )
         thread.start()
 
-    def _run(self, slot: int, item: T, overrides: list[str], job_idx: int) -> None:
+    def _run(self, slot: int, start: int, item: T, overrides: list[str], job_idx: int) -> None:
         try:
             (result,) = self._launcher.launch([overrides], initial_job_idx=job_idx)
         except BaseException as error:  # handed to the sweeper's thread, which decides
-            self._done.put(_Done(slot, item, None, error))
+            self._done.put(_Done(slot, start, item, None, error))
         else:
-            self._done.put(_Done(slot, item, result, None))
+            self._done.put(_Done(slot, start, item, result, None))
 
     def wait(self) -> tuple[int, T, JobReturn]:
         """The next job done: its slot (free again), its item and its ``JobReturn``.
 
-        A job its scheduler lost raises :class:`LostJobError`, its slot free again; any other ``launch`` that raised is
-        raised here, its item still counted as running (it did not finish).
+        A job its scheduler lost, or whose heartbeat stayed unchanged for ``stale_after`` s, raises
+        :class:`LostJobError`, its slot free again; any other ``launch`` that raised is raised here, its item still
+        counted as running (it did not finish).
         """
         if not self.running:
             raise RuntimeError("no job in flight")
         while True:
             try:  # a timeout, so that a signal's handler runs at once on every platform
                 done = self._done.get(timeout=1.0)
-                break
             except queue.Empty:
+                self._give_up_silent()
                 continue
+            if self._starts.get(done.slot) == done.start and done.slot in self.running:
+                break  # else the end of a job given up since: dropped
         if done.error is not None:
             if (state := lost_job_state(done.error)) is None:
                 raise done.error
-            del self.running[done.slot]
+            self._release(done.slot)
             raise LostJobError(done.item, state) from done.error
-        del self.running[done.slot]
+        self._release(done.slot)
         assert done.result is not None
         return done.slot, done.item, done.result
+
+    def _give_up_silent(self) -> None:
+        """Raise :class:`LostJobError` for the first watched job silent for ``stale_after`` s, its slot freed and
+        the job cancelled.
+        """
+        for slot, watch in list(self._watches.items()):
+            silent = watch.silent_for()
+            if silent is not None and self.stale_after is not None and silent > self.stale_after:
+                item = self.running[slot]
+                self._release(slot)
+                watch.cancel()
+                raise LostJobError(item, f"no heartbeat for {silent:.0f} s")
+
+    def _release(self, slot: int) -> None:
+        del self.running[slot]
+        self._watches.pop(slot, None)
 
     def stop(self) -> None:
         """End the worker processes the launcher started since the slots were made (and their children):

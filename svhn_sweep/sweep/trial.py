@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ from svhn_sweep.core import data
 from svhn_sweep.core.files import write_json
 from svhn_sweep.core.train import DivergedError, EpochStats, history_records
 from svhn_sweep.sweep.checkpoints import finished, run_checkpoints
+from svhn_sweep.sweep.liveness import beating
 from svhn_sweep.sweep.loggers import record_trial
 from svhn_sweep.sweep.pruning import StoppedEarly, trial_reporter
 from svhn_sweep.sweep.training import fit_config, prepare
@@ -58,8 +60,10 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
 
     checkpoints = run_checkpoints(cfg, output_dir)
     status, reason, n_params = "complete", None, None
+    alive = beating(output_dir, cfg.sweep.heartbeat) if cfg.sweep.heartbeat else contextlib.nullcontext()
     try:
-        model, _ = fit_config(cfg, source, device, train, val, on_epoch, checkpoints, on_resume)
+        with alive:
+            model, _ = fit_config(cfg, source, device, train, val, on_epoch, checkpoints, on_resume)
         n_params = sum(p.numel() for p in model.parameters())
     except (optuna.TrialPruned, DivergedError) as stop:
         status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
