@@ -48,7 +48,7 @@ class Epochs:
 
     @property
     def amp(self) -> bool:
-        """What ``trainer.amp=auto`` does on this device: bf16 autocast on CUDA only."""
+        """What ``trainer.amp=auto`` does on this device: bf16 autocast where it has bf16 matrix units."""
         return use_amp("auto", self.device)
 
     def seconds(
