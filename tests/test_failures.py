@@ -217,6 +217,7 @@ def test_a_truncated_mat_is_named_with_what_to_do(synthetic_root: Path, tmp_path
         ("final.select=smallest_within:0.01", ["final.select=smallest_within:0.01", "sweep.objectives"]),
         ("final.select=smallest", ["final.select='smallest'", "smallest_within:D"]),
         ("final.batch_size=0", ["final.batch_size=0", "must be null or >= 1"]),
+        ("final.scheduler=cosin", ["final.scheduler='cosin'", "cosine"]),
     ],
 )
 def test_bad_config_or_search_space_is_rejected_before_any_trial(

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from svhn_sweep.sweep.retrain import without_group
 from svhn_sweep.sweep.study import StudyRef
 
-# What the final step changes by design: its length, where it is told it runs, and an absolute data root.
-BY_DESIGN = ("trainer.epochs", "sweep.", "data.root")
+# What the final step changes by design: its length, its schedule (final.scheduler), where it is told it runs, and
+# an absolute data root.
+BY_DESIGN = ("trainer.epochs", "scheduler", "sweep.", "data.root")
 
 
 def flat(node: dict, prefix: str = "") -> dict[str, object]:
@@ -51,5 +53,13 @@ def test_the_final_retrain_is_the_selected_trials_config_key_by_key(small_data, 
     assert result.returncode == 0, result.stderr[-3000:]
     final, trial = final_and_trial_configs(tmp_path)
     assert final == trial
+    schedule = flat(yaml.safe_load(next((tmp_path / "outputs" / "sweeps").glob("*/final/config.yaml")).read_text()))
+    assert schedule["scheduler._target_"] == "torch.optim.lr_scheduler.CosineAnnealingLR"  # final.scheduler=cosine
+    assert schedule["scheduler.T_max"] == 2  # annealed over the retrain's own epochs
     if "dropout" in space[0]:
         assert final["model.dropout"] == 0.3
+
+
+def test_the_final_schedule_replaces_the_trials_choice_and_its_keys() -> None:
+    trial = ["scheduler=step", "scheduler.gamma=0.3", "optimizer.lr=0.1", "+scheduler.extra=1", "model=mlp"]
+    assert without_group(trial, "scheduler") == ["optimizer.lr=0.1", "model=mlp"]

@@ -94,6 +94,12 @@ def best_trial_overrides(config: DictConfig, best: optuna.trial.FrozenTrial) -> 
     return fixed + list(searched)
 
 
+def without_group(overrides: Sequence[str], group: str) -> list[str]:
+    """``overrides`` less those of ``group``: its choice and its keys (``scheduler=step``, ``scheduler.gamma=0.3``)."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [o.input_line for o in parsed if o.key_or_group != group and not o.key_or_group.startswith(f"{group}.")]
+
+
 def selected_trial(study: optuna.Study, select: str) -> optuna.trial.FrozenTrial:
     """The complete trial ``final.select`` names: ``best``, the highest val accuracy (the first of equals); or
     ``smallest_within:D``, the fewest parameters (second objective) among the trials within D of the best val
@@ -125,6 +131,8 @@ def retrain_best(
         overrides.append(f"trainer.epochs={config.final.epochs}")
     if config.final.batch_size is not None:  # likewise its own batch size
         overrides.append(f"trainer.batch_size={config.final.batch_size}")
+    if config.final.scheduler is not None:  # and its own schedule, in place of the trial's
+        overrides = [*without_group(overrides, "scheduler"), f"scheduler={config.final.scheduler}"]
     overrides += extra_overrides
     log.info("Retraining the best config (trial %d): %s", best.number, " ".join(overrides))
     best_cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
