@@ -55,7 +55,7 @@ def main() -> None:
     for hidden in CONFIGS:
         for batch in args.batch_sizes:
             fp32, bf16 = (epoch_seconds(hidden, batch, amp, args.repeats, data) for amp in (False, True))
-            print(f"| {name(hidden)} | {batch} | {fp32:.2f} s | {bf16:.2f} s | {fp32 / bf16:.2f}x |", flush=True)
+            print(f"| {name(hidden)} | {batch} | {fp32:.3f} s | {bf16:.3f} s | {fp32 / bf16:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,19 @@ def test_step_cost_benchmark_splits_each_step_s_time_into_its_parts() -> None:
         assert shares[0] > 0 and shares[1] > 0  # the matmuls and the optimizer step are found
 
 
+def test_cpu_precision_benchmark_times_each_pyramid_in_fp32_and_bf16() -> None:
+    """A row per default pyramid and batch size: both epochs, and the speed-up as their ratio."""
+    command = [sys.executable, "benchmarks/cpu_precision.py", "--batch-sizes", "64", "--train-size", "3000"]
+    result = subprocess.run([*command, "--repeats", "1"], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")][2:]
+    assert [row[0].strip() for row in rows] == ["100", "256", "512", "1024", "256-128", "512-256", "1024-256",
+                                                "512-256-128"]  # fmt: skip
+    for _, batch, fp32, bf16, ratio in rows:
+        assert batch == "64"
+        assert float(ratio.strip(" x")) == pytest.approx(float(fp32[:-2]) / float(bf16[:-2]), rel=0.05)
+
+
 def test_barrier_benchmark_compares_batches_with_asynchronous_slots(synthetic_root: Path, tmp_path: Path) -> None:
     """--barrier on tiny data: per mode its trials per minute, the slots' utilisation and the per-trial overhead,
     from the trials' own clocks.

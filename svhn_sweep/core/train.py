@@ -73,8 +73,8 @@ def seed_everything(seed: int) -> None:
 
 def use_amp(setting: bool | str, device: torch.device) -> bool:
     """``trainer.amp=auto`` is bf16 autocast where the device multiplies bf16 matrices in hardware: CUDA, and
-    CPUs with AMX tiles (Intel Xeon 4th generation on), where a training step of the default MLPs ran 1.3-2.3x
-    faster at batch 256 (docs/performance.md). Other CPUs keep fp32, which is faster there.
+    CPUs with AMX tiles (Intel Xeon 4th generation on), where an epoch of the default pyramids ran 1.4-1.9x faster
+    at batch 256 (benchmarks/cpu_precision.py, docs/performance.md). Other CPUs keep fp32, which is faster there.
     """
     return bf16_matrix_units(device) if setting == "auto" else bool(setting)
 

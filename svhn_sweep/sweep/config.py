@@ -327,8 +327,8 @@ class TrainerConfig:
     device: Device = Device.auto
     # torch intra-op threads; null keeps torch's default (all cores).
     num_threads: int | None = None
-    # bf16 autocast: auto = on where the device has bf16 matrix units (CUDA; CPUs with AMX, where a step of the
-    # default MLPs ran 1.3-2.3x faster), fp32 elsewhere; false keeps fp32 everywhere.
+    # bf16 autocast: auto = on where the device has bf16 matrix units (CUDA; CPUs with AMX, where an epoch of the
+    # default pyramids ran 1.4-1.9x faster at batch 256), fp32 elsewhere; false keeps fp32 everywhere.
     amp: bool | str = "auto"
     # torch.compile: off, since compiling each new architecture costs more than it saves in a trial of a few
     # epochs (benchmarks/bench.py --device cuda measures both); worth it for long single runs.
