@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from svhn_sweep.core.files import atomic_write
+from svhn_sweep.core.files import save_torch
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,7 @@ def save_checkpoint(
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "random": random_states(generator),
     }
-    with atomic_write(checkpoints.path) as handle:
-        torch.save(state, handle)
+    save_torch(state, checkpoints.path)
 
 
 def usable_checkpoint(checkpoints: Checkpoints, epochs: int, device: torch.device) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
+
 
 @contextmanager
 def atomic_write(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO]:
@@ -31,6 +33,23 @@ def atomic_write(path: str | Path, mode: int | None = None) -> Iterator[BinaryIO
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def save_torch(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path``, atomically. Ctrl-C (or SIGTERM) inside torch's zip writer comes out of its
+    clean-up as a RuntimeError ("unexpected pos ..."), the interrupt only its context: the interrupt is re-raised,
+    so that the run counts as interrupted, not as crashed.
+    """
+    try:
+        with atomic_write(path) as handle:
+            torch.save(obj, handle)
+    except Exception as error:
+        cause = error.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

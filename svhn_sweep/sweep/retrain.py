@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import torch
 from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +24,7 @@ from svhn_sweep.constants import (
 )
 from svhn_sweep.core.data import Split
 from svhn_sweep.core.evaluation import evaluate_model
-from svhn_sweep.core.files import atomic_write, write_json
+from svhn_sweep.core.files import atomic_write, save_torch, write_json
 from svhn_sweep.core.train import history_records, use_amp
 from svhn_sweep.sweep.checkpoints import finished, run_checkpoints
 from svhn_sweep.sweep.config import selection_margin
@@ -69,8 +68,7 @@ def retrain_and_test(
         "duration_s": time.perf_counter() - start,
         "history": history_records(history),
     }
-    with atomic_write(output_dir / MODEL_FILE) as handle:
-        torch.save(model.state_dict(), handle)
+    save_torch(model.state_dict(), output_dir / MODEL_FILE)
     with atomic_write(output_dir / PREDICTIONS_FILE) as handle:
         np.savez(handle, predictions=predictions, labels=labels)
     write_json(output_dir / METRICS_FILE, metrics)
