@@ -14,7 +14,8 @@ driver, whose docstring says how:
 2. ``svhn_sweep.core.train.fit`` with the same model and optimizer, batch 64, one epoch (training pass + val)
    (``epochs.py``);
 3. the same at ``trainer.batch_size`` (the trainer's default, ``svhn_sweep.core.train.BATCH_SIZE``);
-4. this machine's fp32 matmul throughput and the fraction of it that row 3 reaches, counting the matmul FLOPs
+4. this machine's fp32 matmul throughput and the fraction of it that row 3 reaches (read from row 3's fp32
+   twin where ``trainer.amp=auto`` is bf16: CUDA, CPUs with AMX), counting the matmul FLOPs
    the epoch really runs (forward; backward: weight gradients, and input gradients except for the first layer,
    whose input needs none; val: forward) (``matmul_peak.py``);
 5. per-trial overhead of a real multirun (``python -m svhn_sweep --multirun``, basic and joblib launchers):
@@ -101,7 +102,7 @@ def mlp_rows(bench: Bench, epochs: Epochs) -> None:
             partial(epochs.later, notebook_mlp, BATCH_SIZE, cuda_graphs=False),
             kind="epoch",
         )
-    seconds = bench.value(key)
+    seconds = bench.value("mlp_fp32") if epochs.amp else bench.value(key)  # the fp32 epoch, against the fp32 peak
     if seconds is not None:
         peak = partial(matmul_peak.peak_fraction, seconds, len(epochs.train), len(epochs.val), bench.device)
         bench.measure(

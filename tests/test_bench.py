@@ -57,12 +57,15 @@ def test_quick_benchmark_runs_without_hydra_and_writes_its_table(tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.read_text() in result.stdout
+    amx = "amx_bf16" in Path("/proc/cpuinfo").read_text().split()  # trainer.amp=auto is bf16 there: fp32 rows too
     assert rows(out.read_text()) == [
         "notebook pipeline: Dataset + DataLoader, batch 64, MLP 1×100, SGD; 1 epoch",
         "svhn_sweep fit, batch 64, same model and SGD; 1 epoch",
         "svhn_sweep fit, batch 256 (trainer.batch_size); 1 epoch",
+        *(["the same in fp32 (trainer.amp=false); 1 epoch"] if amx else []),
         "fraction of the fp32 matmul peak that the batch-256 epoch reaches",
-        "small CNN (model=cnn), batch 256, fp32; 1 epoch",
+        f"small CNN (model=cnn), batch 256, {'bf16 autocast' if amx else 'fp32'}; 1 epoch",
+        *(["small CNN, batch 256, fp32; 1 epoch"] if amx else []),
     ]
     assert "failed" not in out.read_text() and "560 train + 140 val" in out.read_text()
 
@@ -197,7 +200,8 @@ def test_cpu_precision_benchmark_times_each_pyramid_in_fp32_and_bf16() -> None:
     command = [sys.executable, "benchmarks/cpu_precision.py", "--batch-sizes", "64", "--train-size", "3000"]
     result = subprocess.run([*command, "--repeats", "1"], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.strip("|").split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")][2:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    rows = [line.strip("|").split(" | ") for line in lines]
     assert [row[0].strip() for row in rows] == ["100", "256", "512", "1024", "256-128", "512-256", "1024-256",
                                                 "512-256-128"]  # fmt: skip
     for _, batch, fp32, bf16, ratio in rows:

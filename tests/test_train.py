@@ -234,7 +234,7 @@ def test_trainer_switches_reach_the_training_loop(compose_cfg, small_data, tmp_p
 
     monkeypatch.setattr(torch, "compile", lambda model: model)
     monkeypatch.setattr("svhn_sweep.sweep.training.fit", spy)
-    for switches in (["trainer.amp=auto"], ["trainer.amp=true", "trainer.compile=true"]):
+    for switches in (["trainer.amp=false"], ["trainer.amp=true", "trainer.compile=true"]):
         train_and_validate(compose_cfg(*small_data, "trainer.epochs=1", "trainer.device=cpu", *switches), tmp_path)
     assert seen == [
         {"amp": False, "compile_model": False, "cuda_graphs": False},

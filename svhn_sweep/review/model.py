@@ -19,7 +19,7 @@ from torchvision import transforms
 from svhn_sweep.constants import CONFIG_FILE, IMAGE_SHAPE, MODEL_FILE
 from svhn_sweep.core.data import Normalizer
 from svhn_sweep.core.errors import UserError
-from svhn_sweep.core.train import EVAL_BATCH_SIZE
+from svhn_sweep.core.train import EVAL_BATCH_SIZE, autocast, use_amp
 from svhn_sweep.review.results import final_folder
 from svhn_sweep.sweep.config import build
 
@@ -53,9 +53,13 @@ class FinalModel:
 
     @torch.inference_mode()
     def probabilities(self, images: Sequence[Image.Image], batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-        """Class probabilities (N, 10), one row per image, in order: softmax of the model's logits."""
+        """Class probabilities (N, 10), one row per image, in order: softmax of the model's logits, computed in the
+        precision the retrain scored the test set in (``trainer.amp``), so that both predict the same classes.
+        """
         pixels = torch.stack([self.transform(image) for image in images]).to(self.device)
-        return torch.cat([self.model(self.normalize(chunk)).softmax(1) for chunk in pixels.split(batch_size)])
+        with autocast(self.device, use_amp(self.config.trainer.amp, self.device)):
+            logits = [self.model(self.normalize(chunk)).float() for chunk in pixels.split(batch_size)]
+        return torch.cat(logits).softmax(1)
 
 
 def load_final_model(
