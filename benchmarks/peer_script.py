@@ -8,8 +8,9 @@ that enqueues the configs and trains each in turn. The sweep is the command a us
 
 Both train the default pyramids ``[100]`` ... ``[512,256,128]`` (MLP, no BatchNorm) with SGD lr 1e-2, momentum
 0.9, weight decay 1e-4, no schedule, for 3 epochs without pruning, on the same synthetic set and the same
-train/val split (``seed=42``); the sweep keeps its own trainer settings (``trainer.batch_size``, ...) unless
-told otherwise, and skips its final retrain (the script has none). Each is timed as a whole process, in
+train/val split (``seed=42``); the sweep keeps its own trainer settings (``trainer.batch_size``, and
+``trainer.amp=auto``: bf16 on CUDA and AMX CPUs, where the script, as users write it, stays fp32) unless told
+otherwise, and skips its final retrain (the script has none). Each is timed as a whole process, in
 alternating order, ``--repeats`` times; every epoch's val accuracy is stamped with the wall-clock time it was
 known (the script records it, the sweep's trials log it), which gives the time each first reaches a val
 accuracy: time to quality. ``--json`` keeps those timelines.
