@@ -57,12 +57,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -96,7 +95,7 @@ from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.sweep.config import validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
-from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, sacct_error
+from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, repeating, sacct_error
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
@@ -807,30 +806,20 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         )
 
     # -- bookkeeping around a running batch -------------------------------------------------------------
-    @contextmanager
     def _heartbeat(
         self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Collection[optuna.Trial]
-    ) -> Iterator[None]:
+    ) -> AbstractContextManager[None]:
         """Beat for ``trials`` while the block runs; a live collection (the slots' trials) is read at every beat."""
         study_id = storage.get_study_id_from_name(study.study_name)
         trial_ids: dict[int, int] = {}
-        stop = threading.Event()
 
         def beat() -> None:
-            while not stop.is_set():
-                for number in [t.number for t in list(trials)]:
-                    if number not in trial_ids:
-                        trial_ids[number] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-                    storage.record_heartbeat(trial_ids[number])
-                stop.wait(self.heartbeat_interval)
+            for number in [t.number for t in list(trials)]:
+                if number not in trial_ids:
+                    trial_ids[number] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+                storage.record_heartbeat(trial_ids[number])
 
-        thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+        return repeating(self.heartbeat_interval, beat, "optuna-heartbeat")
 
     @contextmanager
     def _told_on_interrupt(self, study: optuna.Study, trials: Collection[optuna.Trial]) -> Iterator[None]:

@@ -18,7 +18,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,26 +42,33 @@ def sacct_error() -> str | None:
 
 
 @contextlib.contextmanager
-def beating(folder: Path, interval: float) -> Iterator[None]:
-    """The job's side: touch ``folder/heartbeat`` (its SLURM job id inside) every ``interval`` s while the block
-    runs. A thread of its own, so that a long epoch does not look like a lost job.
+def repeating(interval: float, action: Callable[[], None], name: str) -> Iterator[None]:
+    """Call ``action`` now and then every ``interval`` seconds, from a thread of its own, while the block runs:
+    a heartbeat that a long epoch or a blocked launch does not hold up.
     """
-    path, stop = folder / HEARTBEAT_FILE, threading.Event()
-    job = os.environ.get(SLURM_JOB_ID, "")
+    stop = threading.Event()
 
-    def beat() -> None:
+    def loop() -> None:
         while True:
-            path.write_text(f"{job} {time.time():.3f}\n")  # the time makes each beat a change of content too
+            action()
             if stop.wait(interval):
                 return
 
-    thread = threading.Thread(target=beat, name="job-heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+
+
+def beating(folder: Path, interval: float) -> contextlib.AbstractContextManager[None]:
+    """The job's side: rewrite ``folder/heartbeat`` (its SLURM job id and the time inside) every ``interval`` s
+    while the block runs.
+    """
+    path, job = folder / HEARTBEAT_FILE, os.environ.get(SLURM_JOB_ID, "")
+    return repeating(interval, lambda: path.write_text(f"{job} {time.time():.3f}\n"), "job-heartbeat")
 
 
 class Watch:
