@@ -24,7 +24,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 HEARTBEAT_FILE = "heartbeat"
-# Environment variables that name the SLURM job a process runs in (an array's element has its own SLURM_JOB_ID).
+# The environment variable that names the SLURM job a process runs in (an array's element has an id of its own).
 SLURM_JOB_ID = "SLURM_JOB_ID"
 
 
@@ -95,6 +95,8 @@ class Watch:
         try:
             job = self.path.read_text().split()[0]
         except (OSError, IndexError):
+            return
+        if not job.replace("_", "").isdigit():  # a job id (12345, or an array's 12345_3); else not a SLURM job
             return
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["scancel", job], capture_output=True, timeout=60, check=False)
