@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from svhn_sweep.constants import CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE
+from svhn_sweep.sweep.liveness import submitted_job
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import run_cli, start_cli
 from tests.slurm import PARTITION, Cluster
@@ -54,15 +54,8 @@ def sweep_dir_of(cwd: Path) -> Path | None:
 
 
 def job_of_trial(sweep_dir: Path, number: int) -> str | None:
-    """The SLURM job id of a trial, read from the job's submission that submitit saved (its Hydra overrides)."""
-    for submitted in (sweep_dir / ".submitit").glob("*/*_submitted.pkl"):
-        try:
-            delayed = pickle.loads(submitted.read_bytes())
-        except (EOFError, pickle.UnpicklingError):  # being written
-            continue
-        if f"sweep.trial={number}" in delayed.args[0]:
-            return submitted.parent.name
-    return None
+    """The SLURM job id of a trial, read from the job's submission that submitit saved."""
+    return submitted_job(sweep_dir / ".submitit", number)
 
 
 def running_job_of_trial(sweep_dir: Path, number: int) -> str | None:
@@ -177,4 +170,38 @@ def test_without_accounting_a_job_that_stops_beating_is_cancelled_and_its_trial_
     assert retry.params == lost.params
     assert json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"] >= 1
     assert job not in slurm.run("squeue", "-h", "-o", "%i")  # the stopped job was cancelled, not left to hang
+    assert (sweep_dir / "final" / "metrics.json").exists()
+
+
+def test_without_accounting_a_job_cancelled_while_pending_is_judged_lost_and_its_trial_retried(
+    small_data, slurm_without_accounting: Cluster, tmp_path: Path
+) -> None:
+    # Each job asks for both cores, so trial 1's job waits in the queue behind trial 0's; cancelled there, it never
+    # beats, and without sacct only squeue can tell that it is gone.
+    slurm = slurm_without_accounting
+    launcher = [*(o for o in LAUNCHER if "cpus_per_task" not in o), "hydra.launcher.cpus_per_task=2"]
+    args = [*small_data, *launcher, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
+    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]", "sweep.pruner=none", "final.epochs=1"]
+    sweep = started([*args, "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=6"], tmp_path)
+    sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
+
+    def pending_job_of_trial_1() -> str | None:
+        job = job_of_trial(sweep_dir, 1)
+        return job if job and slurm.run("squeue", "-h", "-j", job, "-o", "%T").strip() == "PENDING" else None
+
+    job = wait_for("trial 1's job pending", pending_job_of_trial_1, sweep)
+    slurm.run("scancel", job)
+    out, err = sweep.communicate(timeout=400)
+
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    study = StudyRef.from_sweep_dir(sweep_dir).load()
+    lost = study.trials[1]
+    assert lost.state == TrialState.FAIL
+    assert lost.user_attrs["fail_reason"] == "interrupted: lost job (it left the queue before it started)"
+    assert not (sweep_dir / "1" / METRICS_FILE).exists()  # it never ran
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2
+    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 1]
+    assert retry.params == lost.params
     assert (sweep_dir / "final" / "metrics.json").exists()

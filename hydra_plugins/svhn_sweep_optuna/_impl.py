@@ -95,7 +95,7 @@ from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.sweep.config import validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
-from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, repeating, sacct_error
+from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, Watch, repeating, sacct_error, submitted_job
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
@@ -469,6 +469,17 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         )
         return True
 
+    def _watch(self, watch: bool, run_dir: Path, trial: optuna.Trial) -> Watch | None:
+        """The watch on a trial's SLURM job where sacct cannot say it ended: its heartbeat file, and its job id in
+        the submissions submitit saves (``hydra.launcher.submitit_folder``: ``<sweep dir>/.submitit/%j``).
+        """
+        if not watch:
+            return None
+        folder = Path(str(self.launcher.params["submitit_folder"]))
+        submitit_dir = folder.parent if "%" in folder.name else folder  # the folder of the per-job folders
+        find_job = partial(submitted_job, submitit_dir, trial.number)
+        return Watch(run_dir / HEARTBEAT_FILE, self.grace_period, find_job)
+
     def _run_slots(
         self,
         study: optuna.Study,
@@ -484,7 +495,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         ``optimize(n_jobs)`` loop). Past the failure budget, no new trial starts; those in flight finish first.
         With ``watch``, a job whose heartbeat file stays unchanged for ``grace_period`` is lost.
         """
-        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs, self.grace_period if watch else None)
+        slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
         in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
         asking, too_many_failures = True, None
         with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
@@ -500,7 +511,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                         job = [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
                         run_dir = sweep_dir.resolve() / str(trial.number)
                         trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))
-                        slots.start(slot, trial, job, job_idx=trial.number, heartbeat=run_dir / HEARTBEAT_FILE)
+                        slots.start(slot, trial, job, job_idx=trial.number, watch=self._watch(watch, run_dir, trial))
                 if not slots.running:
                     break
                 try:

@@ -28,10 +28,9 @@ A slot's thread blocks inside ``launch``, where nothing can stop it from outside
 were made, with their own children), after which the threads' ``launch`` calls return with an error. SLURM jobs
 run elsewhere and are not cancelled (nor were they by the batch loop); the interrupted trials say so in the study.
 
-A job is lost when its scheduler says so (submitit raises; :func:`lost_job_state`) or, with ``stale_after`` set
-(SLURM without accounting, :mod:`svhn_sweep.sweep.liveness`), when the heartbeat file it was started with has not
-changed for that long: its slot is given up (the thread stays blocked in ``launch``; what it returns is dropped)
-and the job cancelled.
+A job is lost when its scheduler says so (submitit raises; :func:`lost_job_state`) or, when it was started with a
+:class:`~svhn_sweep.sweep.liveness.Watch` (SLURM without accounting), when the watch says so: its slot is given up
+(the thread stays blocked in ``launch``; what it returns is dropped) and the job cancelled.
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, TypeVar
 
 import psutil
@@ -120,10 +118,9 @@ class Slots(Generic[T]):
     done. As a context manager, an exception (Ctrl-C, SIGTERM, an error) stops the workers on the way out.
     """
 
-    def __init__(self, launcher: Launcher, size: int, stale_after: float | None = None) -> None:
+    def __init__(self, launcher: Launcher, size: int) -> None:
         self._launcher = launcher
         self.size = size
-        self.stale_after = stale_after  # seconds a started job's heartbeat may stay unchanged; None: not watched
         # What runs where: the items in flight, a live view for whoever must account for them (heartbeats, the
         # trials told on an interrupt).
         self.running: dict[int, T] = {}
@@ -143,16 +140,16 @@ class Slots(Generic[T]):
         """The slots with no job, lowest first (a slot's index picks the device: ``sweep.slot``)."""
         return [slot for slot in range(self.size) if slot not in self.running]
 
-    def start(self, slot: int, item: T, overrides: Sequence[str], job_idx: int, heartbeat: Path | None = None) -> None:
-        """Launch one job with ``overrides`` as job ``job_idx`` (its run folder) in the free ``slot``; with
-        ``stale_after`` set, ``heartbeat`` is the file the job beats.
+    def start(self, slot: int, item: T, overrides: Sequence[str], job_idx: int, watch: Watch | None = None) -> None:
+        """Launch one job with ``overrides`` as job ``job_idx`` (its run folder) in the free ``slot``; ``watch``
+        judges whether it was lost where its scheduler cannot say.
         """
         if slot in self.running or not 0 <= slot < self.size:
             raise ValueError(f"slot {slot} is not free (running: {sorted(self.running)}, size {self.size})")
         self.running[slot] = item
         self._starts[slot] = start = max(self._starts.values(), default=0) + 1
-        if self.stale_after is not None and heartbeat is not None:
-            self._watches[slot] = Watch(heartbeat)
+        if watch is not None:
+            self._watches[slot] = watch
         thread = threading.Thread(
             target=self._run, args=(slot, start, item, list(overrides), job_idx), name=f"slot-{slot}", daemon=True
         )
@@ -169,9 +166,8 @@ class Slots(Generic[T]):
     def wait(self) -> tuple[int, T, JobReturn]:
         """The next job done: its slot (free again), its item and its ``JobReturn``.
 
-        A job its scheduler lost, or whose heartbeat stayed unchanged for ``stale_after`` s, raises
-        :class:`LostJobError`, its slot free again; any other ``launch`` that raised is raised here, its item still
-        counted as running (it did not finish).
+        A job its scheduler lost, or its watch judged lost, raises :class:`LostJobError`, its slot free again; any
+        other ``launch`` that raised is raised here, its item still counted as running (it did not finish).
         """
         if not self.running:
             raise RuntimeError("no job in flight")
@@ -179,7 +175,7 @@ class Slots(Generic[T]):
             try:  # a timeout, so that a signal's handler runs at once on every platform
                 done = self._done.get(timeout=1.0)
             except queue.Empty:
-                self._give_up_silent()
+                self._give_up_lost()
                 continue
             if self._starts.get(done.slot) == done.start and done.slot in self.running:
                 break  # else the end of a job given up since: dropped
@@ -192,17 +188,14 @@ class Slots(Generic[T]):
         assert done.result is not None
         return done.slot, done.item, done.result
 
-    def _give_up_silent(self) -> None:
-        """Raise :class:`LostJobError` for the first watched job silent for ``stale_after`` s, its slot freed and
-        the job cancelled.
-        """
+    def _give_up_lost(self) -> None:
+        """Raise :class:`LostJobError` for the first job its watch judges lost, its slot freed, the job cancelled."""
         for slot, watch in list(self._watches.items()):
-            silent = watch.silent_for()
-            if silent is not None and self.stale_after is not None and silent > self.stale_after:
+            if (why := watch.lost()) is not None:
                 item = self.running[slot]
                 self._release(slot)
                 watch.cancel()
-                raise LostJobError(item, f"no heartbeat for {silent:.0f} s")
+                raise LostJobError(item, why)
 
     def _release(self, slot: int) -> None:
         del self.running[slot]
