@@ -493,7 +493,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
     ) -> None:
         """``n_jobs`` slots, each asking for its next trial as soon as its last one is told (Optuna's
         ``optimize(n_jobs)`` loop). Past the failure budget, no new trial starts; those in flight finish first.
-        With ``watch``, a job whose heartbeat file stays unchanged for ``grace_period`` is lost.
+        With ``watch`` (SLURM without sacct), each job's :class:`Watch` says when it is lost.
         """
         slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
         in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks

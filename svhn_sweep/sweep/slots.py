@@ -36,6 +36,7 @@ A job is lost when its scheduler says so (submitit raises; :func:`lost_job_state
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import re
@@ -92,14 +93,19 @@ def lost_job_state(error: BaseException) -> str | None:
     return None
 
 
+def _is_one_of(launcher: Launcher, classes: frozenset[str]) -> bool:
+    """Whether ``launcher``'s class or one of its bases is named in ``classes`` (so that no plugin is imported)."""
+    return any(f"{c.__module__}.{c.__qualname__}" in classes for c in type(launcher).__mro__)
+
+
 def on_slurm(launcher: Launcher) -> bool:
     """Whether ``launcher`` submits its jobs to SLURM (hydra-submitit-launcher's ``hydra/launcher=slurm``)."""
-    return any(f"{c.__module__}.{c.__qualname__}" == SLURM_LAUNCHER for c in type(launcher).__mro__)
+    return _is_one_of(launcher, frozenset({SLURM_LAUNCHER}))
 
 
 def runs_jobs_apart(launcher: Launcher) -> bool:
     """Whether ``launcher`` runs each job outside this process and may be called from several threads."""
-    return any(f"{c.__module__}.{c.__qualname__}" in CONCURRENT_LAUNCHERS for c in type(launcher).__mro__)
+    return _is_one_of(launcher, CONCURRENT_LAUNCHERS)
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,8 @@ class Slots(Generic[T]):
         # trials told on an interrupt).
         self.running: dict[int, T] = {}
         self._done: queue.SimpleQueue[_Done[T]] = queue.SimpleQueue()
-        self._starts: dict[int, int] = {}  # each slot's current start (a count over all slots)
+        self._starts = itertools.count(1)  # numbers each start, over all slots
+        self._current: dict[int, int] = {}  # the start each busy slot runs
         self._watches: dict[int, Watch] = {}
         self._before = {child.pid for child in psutil.Process().children(recursive=True)}
 
@@ -147,7 +154,7 @@ class Slots(Generic[T]):
         if slot in self.running or not 0 <= slot < self.size:
             raise ValueError(f"slot {slot} is not free (running: {sorted(self.running)}, size {self.size})")
         self.running[slot] = item
-        self._starts[slot] = start = max(self._starts.values(), default=0) + 1
+        self._current[slot] = start = next(self._starts)
         if watch is not None:
             self._watches[slot] = watch
         thread = threading.Thread(
@@ -177,7 +184,7 @@ class Slots(Generic[T]):
             except queue.Empty:
                 self._give_up_lost()
                 continue
-            if self._starts.get(done.slot) == done.start and done.slot in self.running:
+            if self._current.get(done.slot) == done.start:
                 break  # else the end of a job given up since: dropped
         if done.error is not None:
             if (state := lost_job_state(done.error)) is None:
@@ -198,7 +205,7 @@ class Slots(Generic[T]):
                 raise LostJobError(item, why)
 
     def _release(self, slot: int) -> None:
-        del self.running[slot]
+        del self.running[slot], self._current[slot]
         self._watches.pop(slot, None)
 
     def stop(self) -> None:
