@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 from optuna.storages import RetryFailedTrialCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from svhn_sweep.constants import CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE
 from svhn_sweep.sweep.liveness import submitted_job
@@ -46,6 +47,35 @@ def wait_for(what: str, found: Callable[[], T | None], sweep: subprocess.Popen[s
             pytest.fail(f"never saw {what} (exit status {sweep.returncode}):\n{out[-2000:]}\n{err[-3000:]}")
         time.sleep(0.2)
     return value
+
+
+# Two trials in flight, each with enough epochs, of small batches through a wide layer, that its job is still
+# running when a test stops it: past its first checkpoint, and in the second between SIGTERM (which submitit
+# ignores) and SIGKILL (KILL_WAIT_S).
+LONG_PAIR = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200", "trainer.batch_size=16"]
+LONG_PAIR += ["model.hidden_sizes=[256]", "sweep.pruner=none", "final.epochs=1"]
+
+
+def finished_with_a_retry(
+    sweep: subprocess.Popen[str], sweep_dir: Path, number: int, reason: str
+) -> tuple[str, FrozenTrial, FrozenTrial]:
+    """The sweep's end after trial ``number``'s job was lost: exit 0 and no traceback; that trial FAIL with a
+    reason matching ``reason`` (a regular expression), not counted: two COMPLETE trials, one of them its retry
+    with its parameters; the final step done. Returns the sweep's output, the lost trial and its retry.
+    """
+    out, err = sweep.communicate(timeout=400)
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    study = StudyRef.from_sweep_dir(sweep_dir).load()
+    lost = study.trials[number]
+    assert lost.state == TrialState.FAIL
+    assert re.fullmatch(reason, lost.user_attrs["fail_reason"]), lost.user_attrs["fail_reason"]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2  # the interrupted trial does not count toward n_trials
+    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == number]
+    assert retry.params == lost.params
+    assert (sweep_dir / "final" / "metrics.json").exists()
+    return out + err, lost, retry
 
 
 def sweep_dir_of(cwd: Path) -> Path | None:
@@ -115,30 +145,15 @@ def test_a_preempted_job_is_requeued_and_continues_the_same_trial(small_data, sl
 def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     small_data, slurm: Cluster, tmp_path: Path
 ) -> None:
-    # Enough epochs, of small batches through a wide layer, that the job cannot finish them between the first
-    # checkpoint and the cancel, nor in the second between SIGTERM (which submitit ignores) and SIGKILL (KILL_WAIT_S).
-    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
-    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]"]
-    sweep = started([*args, "sweep.pruner=none", "final.epochs=1"], tmp_path)
+    sweep = started([*small_data, *LAUNCHER, *LONG_PAIR], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
     job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
     slurm.run("scancel", job)  # what a preemption without requeue, or an administrator, does
-    out, err = sweep.communicate(timeout=400)
 
-    assert sweep.returncode == 0, err[-3000:]
-    assert "Traceback" not in err
-    study = StudyRef.from_sweep_dir(sweep_dir).load()
-    cancelled = study.trials[0]
-    assert cancelled.state == TrialState.FAIL
-    assert cancelled.user_attrs["fail_reason"] == "interrupted: lost job (CANCELLED)"
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2  # the interrupted trial does not count toward n_trials
-    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 0]
-    assert retry.params == cancelled.params
+    _, _, retry = finished_with_a_retry(sweep, sweep_dir, 0, re.escape("interrupted: lost job (CANCELLED)"))
     resumed = json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"]
     assert resumed >= 1  # from the cancelled attempt's checkpoint (sweep.resume_from)
     assert "CANCELLED" in job_states(slurm, job)[0]
-    assert (sweep_dir / "final" / "metrics.json").exists()
 
 
 def test_without_accounting_a_job_that_stops_beating_is_cancelled_and_its_trial_retried(
@@ -147,30 +162,18 @@ def test_without_accounting_a_job_that_stops_beating_is_cancelled_and_its_trial_
     # The job's processes are stopped (SIGSTOP), as on a node that hangs: SLURM still says RUNNING, and without
     # sacct submitit would wait for it forever. Its heartbeat file stops changing; the sweeper must cancel it.
     slurm = slurm_without_accounting
-    args = [*small_data, *LAUNCHER, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
-    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]", "sweep.pruner=none", "final.epochs=1"]
+    args = [*small_data, *LAUNCHER, *LONG_PAIR]
     sweep = started([*args, "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=8"], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
     job = wait_for("trial 0's job checkpoint an epoch", lambda: running_job_of_trial(sweep_dir, 0), sweep)
     for pid in slurm.run("scontrol", "listpids", job).split("\n")[1:]:
         if pid.split():
             os.kill(int(pid.split()[0]), signal.SIGSTOP)
-    out, err = sweep.communicate(timeout=400)
 
-    assert sweep.returncode == 0, err[-3000:]
-    assert "Traceback" not in err
-    assert (out + err).count("sacct is not available") == 1, out[-3000:]  # said once
-    study = StudyRef.from_sweep_dir(sweep_dir).load()
-    lost = study.trials[0]
-    assert lost.state == TrialState.FAIL
-    assert lost.user_attrs["fail_reason"].startswith("interrupted: lost job (no heartbeat for ")
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2
-    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 0]
-    assert retry.params == lost.params
+    output, _, retry = finished_with_a_retry(sweep, sweep_dir, 0, r"interrupted: lost job \(no heartbeat for \d+ s\)")
+    assert output.count("sacct is not available") == 1, output[-3000:]  # said once
     assert json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"] >= 1
     assert job not in slurm.run("squeue", "-h", "-o", "%i")  # the stopped job was cancelled, not left to hang
-    assert (sweep_dir / "final" / "metrics.json").exists()
 
 
 def test_without_accounting_a_job_cancelled_while_pending_is_judged_lost_and_its_trial_retried(
@@ -180,8 +183,7 @@ def test_without_accounting_a_job_cancelled_while_pending_is_judged_lost_and_its
     # beats, and without sacct only squeue can tell that it is gone.
     slurm = slurm_without_accounting
     launcher = [*(o for o in LAUNCHER if "cpus_per_task" not in o), "hydra.launcher.cpus_per_task=2"]
-    args = [*small_data, *launcher, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.epochs=200"]
-    args += ["trainer.batch_size=16", "model.hidden_sizes=[256]", "sweep.pruner=none", "final.epochs=1"]
+    args = [*small_data, *launcher, *LONG_PAIR]
     sweep = started([*args, "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=6"], tmp_path)
     sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
 
@@ -191,17 +193,5 @@ def test_without_accounting_a_job_cancelled_while_pending_is_judged_lost_and_its
 
     job = wait_for("trial 1's job pending", pending_job_of_trial_1, sweep)
     slurm.run("scancel", job)
-    out, err = sweep.communicate(timeout=400)
-
-    assert sweep.returncode == 0, err[-3000:]
-    assert "Traceback" not in err
-    study = StudyRef.from_sweep_dir(sweep_dir).load()
-    lost = study.trials[1]
-    assert lost.state == TrialState.FAIL
-    assert lost.user_attrs["fail_reason"] == "interrupted: lost job (it left the queue before it started)"
+    finished_with_a_retry(sweep, sweep_dir, 1, re.escape("interrupted: lost job (it left the queue before it started)"))
     assert not (sweep_dir / "1" / METRICS_FILE).exists()  # it never ran
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 2
-    (retry,) = [t for t in complete if RetryFailedTrialCallback.retried_trial_number(t) == 1]
-    assert retry.params == lost.params
-    assert (sweep_dir / "final" / "metrics.json").exists()
