@@ -61,7 +61,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,7 @@ from svhn_sweep.core.errors import ConfigError
 from svhn_sweep.sweep.config import validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
-from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, Watch, repeating, sacct_error, submitted_job
+from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, TrialHeartbeat, Watch, sacct_error, submitted_job
 from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
@@ -417,7 +417,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 self._refuse_existing_run_dirs(sweep_dir, batch)
                 for job, trial in enumerate(batch, start=batch[0].number):  # where Hydra will put it (by job number)
                     trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(sweep_dir.resolve() / str(job)))
-                with self._heartbeat(storage, study, batch):
+                with TrialHeartbeat(storage, study, batch, self.heartbeat_interval).running():
                     returns = self.launcher.launch(overrides, initial_job_idx=batch[0].number)
             for trial, ret in zip(batch, returns, strict=True):
                 self._tell(study, ref, trial, ret)
@@ -497,11 +497,12 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         """
         slots: Slots[optuna.Trial] = Slots(self.launcher, self.n_jobs)
         in_flight = slots.running.values()  # live: what the heartbeat beats for and an interrupt marks
+        heartbeat = TrialHeartbeat(storage, study, in_flight, self.heartbeat_interval)
         asking, too_many_failures = True, None
-        with self._told_on_interrupt(study, in_flight), slots, self._heartbeat(storage, study, in_flight):
+        with self._told_on_interrupt(study, in_flight), slots, heartbeat.running():
             while True:
                 if asking and (free := slots.free()):
-                    trials = self._ask(study, ref, len(free))
+                    trials = self._ask(study, ref, len(free), heartbeat)
                     asking = bool(trials)  # none: n_trials are there or the time budget is spent
                     with self._told_on_interrupt(study, trials):
                         self._refuse_existing_run_dirs(sweep_dir, trials)
@@ -512,6 +513,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                         run_dir = sweep_dir.resolve() / str(trial.number)
                         trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))
                         slots.start(slot, trial, job, job_idx=trial.number, watch=self._watch(watch, run_dir, trial))
+                    heartbeat.beat()  # at once, as in Optuna's optimize: a trial that never beat is never stale
                 if not slots.running:
                     break
                 try:
@@ -701,9 +703,11 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         trial.set_user_attr(COMPOSED_ATTR, composed)
         return {**searched, **composed, **fixed_params}
 
-    def _ask(self, study: optuna.Study, ref: StudyRef, count: int | None = None) -> list[optuna.Trial]:
+    def _ask(
+        self, study: optuna.Study, ref: StudyRef, count: int | None = None, in_flight: TrialHeartbeat | None = None
+    ) -> list[optuna.Trial]:
         """Up to ``count`` (default n_jobs) new trials, never more than n_trials in the study (counting and asking
-        under a lock); none once the time budget is spent.
+        under a lock); none once the time budget is spent. Stale trials are failed first, never those ``in_flight``.
         """
         if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
             log.info(
@@ -714,7 +718,10 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             )
             return []
         with study_lock(ref.storage, ref.study_name):
-            optuna.storages.fail_stale_trials(study)
+            if in_flight is None:
+                optuna.storages.fail_stale_trials(study)
+            else:
+                in_flight.fail_stale_trials()
             # trials WAITING (enqueued, retries of interrupted ones) are what the next ask() returns, not trials
             # on top of n_trials; interrupted trials do not count, their retries do once asked
             remaining = self.n_trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
@@ -817,21 +824,6 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         )
 
     # -- bookkeeping around a running batch -------------------------------------------------------------
-    def _heartbeat(
-        self, storage: optuna.storages.RDBStorage, study: optuna.Study, trials: Collection[optuna.Trial]
-    ) -> AbstractContextManager[None]:
-        """Beat for ``trials`` while the block runs; a live collection (the slots' trials) is read at every beat."""
-        study_id = storage.get_study_id_from_name(study.study_name)
-        trial_ids: dict[int, int] = {}
-
-        def beat() -> None:
-            for number in [t.number for t in list(trials)]:
-                if number not in trial_ids:
-                    trial_ids[number] = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-                storage.record_heartbeat(trial_ids[number])
-
-        return repeating(self.heartbeat_interval, beat, "optuna-heartbeat")
-
     @contextmanager
     def _told_on_interrupt(self, study: optuna.Study, trials: Collection[optuna.Trial]) -> Iterator[None]:
         """Ctrl-C, SIGTERM, SIGHUP (or any error of the launcher) while a batch runs: its trials are FAIL

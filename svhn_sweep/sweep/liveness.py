@@ -1,4 +1,5 @@
-"""Whether a SLURM job still runs, where SLURM's accounting cannot say (issue 18).
+"""Whether a trial's job still runs: SLURM jobs where SLURM's accounting cannot say (issue 18), and trials in the
+study.
 
 submitit learns that a job ended without a result from ``sacct``. On a cluster without accounting (no slurmdbd,
 or slurmdbd down) its polls fail ("Bypassing sacct error") and a job that was cancelled, preempted or lost with its
@@ -9,6 +10,9 @@ that it cannot come back beside its retry. Changes are timed on the sweeper's cl
 only has to differ), so the nodes' clocks need not agree with it. A job that has not started (pending in the
 queue) has no file yet and is waited for, as long as ``squeue``, which asks the controller and not accounting,
 still lists it.
+
+The sweeper's own trials beat in the study as well (:class:`TrialHeartbeat`, Optuna's heartbeat): that is how
+other workers, and the next command, tell a trial whose sweeper died from one in flight.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import pickle
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+
+import optuna
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +49,17 @@ def sacct_error() -> str | None:
 @contextlib.contextmanager
 def repeating(interval: float, action: Callable[[], None], name: str) -> Iterator[None]:
     """Call ``action`` now and then every ``interval`` seconds, from a thread of its own, while the block runs:
-    a heartbeat that a long epoch or a blocked launch does not hold up.
+    a heartbeat that a long epoch or a blocked launch does not hold up, nor one failed beat (a database restarting,
+    a full disk) stop.
     """
     stop = threading.Event()
 
     def loop() -> None:
         while True:
-            action()
+            try:
+                action()
+            except Exception as error:  # said each time, tried again at the next beat
+                log.warning("%s: a beat failed (%r); trying again in %g s", name, error, interval)
             if stop.wait(interval):
                 return
 
@@ -60,6 +70,43 @@ def repeating(interval: float, action: Callable[[], None], name: str) -> Iterato
     finally:
         stop.set()
         thread.join()
+
+
+class TrialHeartbeat:
+    """Optuna's heartbeat for the trials this sweeper has in flight (``trials``, a live collection: the slots'),
+    which a worker's stale check turns FAIL and retries once silent for the storage's ``grace_period``. Optuna
+    beats only inside ``Study.optimize``; this ask-and-tell loop beats from a thread of its own.
+    """
+
+    def __init__(
+        self,
+        storage: optuna.storages.RDBStorage,
+        study: optuna.Study,
+        trials: Collection[optuna.Trial],
+        interval: float,
+    ) -> None:
+        self._storage, self._study, self._trials, self.interval = storage, study, trials, interval
+        self._study_id = storage.get_study_id_from_name(study.study_name)
+        self._trial_ids: dict[int, int] = {}
+
+    def beat(self) -> None:
+        """Record a heartbeat for each trial in flight now."""
+        for number in [t.number for t in list(self._trials)]:
+            if number not in self._trial_ids:
+                self._trial_ids[number] = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+            self._storage.record_heartbeat(self._trial_ids[number])
+
+    def running(self) -> contextlib.AbstractContextManager[None]:
+        """Beat every ``interval`` seconds while the block runs."""
+        return repeating(self.interval, self.beat, "optuna-heartbeat")
+
+    def fail_stale_trials(self) -> None:
+        """Optuna's stale check, with this sweeper's own trials beaten first: they are alive (their jobs are
+        watched here) however long the heartbeat thread was held up (a database locked by a stopped job, a busy
+        machine); only the trials of workers that stopped beating are stale.
+        """
+        self.beat()
+        optuna.storages.fail_stale_trials(self._study)
 
 
 def beating(folder: Path, interval: float) -> contextlib.AbstractContextManager[None]:
