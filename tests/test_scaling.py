@@ -206,3 +206,43 @@ def test_timeout_stops_asking_after_a_batch_then_the_final_step_runs_and_the_com
     assert "2 of 6 trials already finished" in second.stdout + second.stderr
     assert [t.number for t in study_of(tmp_path).trials] == [0, 1, 2, 3]
     assert len(sweep_dirs(tmp_path)) == 2 and (sweep_dirs(tmp_path)[-1] / "final" / "metrics.json").exists()
+
+
+def test_a_trial_another_worker_judged_stale_stops_and_its_retry_continues_where_it_stopped(
+    small_data, tmp_path: Path
+) -> None:
+    # Another worker of the study (here this test, with a shorter grace period than the sweep's heartbeat allows
+    # for) fails both trials in flight as stale and enqueues their retries while their jobs train. Each job stops at
+    # its next report and leaves its checkpoint; the sweeper drops what it returned (no error: the trial is already
+    # told) and runs the retries, which continue from those checkpoints; the sweep finishes.
+    args = [*small_data, "trainer.epochs=100", "trainer.batch_size=16", "sweep.pruner=none", "final.epochs=1"]
+    args += ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2"]
+    args += ["hydra.sweeper.heartbeat_interval=60", "hydra.sweeper.study_name=judged"]
+    sweep = start_cli(["--multirun", *args], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the sweep did not start"
+        time.sleep(0.2)
+    ref = StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[0])
+    other_worker = optuna.load_study(study_name=ref.study_name, storage=ref.open_storage(1, grace_period=1))
+    while not (len(trials := other_worker.trials) == 2 and all(t.intermediate_values for t in trials)):
+        assert time.monotonic() < deadline and sweep.poll() is None, "the trials never trained an epoch"
+        time.sleep(0.2)
+    while [t.state for t in other_worker.trials[:2]] != [TrialState.FAIL] * 2:
+        assert time.monotonic() < deadline and sweep.poll() is None, "the trials were never judged stale"
+        optuna.storages.fail_stale_trials(other_worker)  # a trial beats when it starts, then every 60 s
+        time.sleep(0.5)
+    out, err = sweep.communicate(timeout=240)
+    assert sweep.returncode == 0 and "Traceback" not in err, err[-3000:]
+
+    trials = ref.load().trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    for retry in trials[2:]:
+        (number,) = retry.system_attrs["retry_history"]
+        assert f"Trial {number} ended after another worker judged it stale" in out + err
+        stopped = json.loads((sweep_dirs(tmp_path)[0] / str(number) / "metrics.json").read_text())
+        assert stopped["status"] == "stale" and 0 < stopped["epochs"] < 100  # stopped at its next report
+        assert "Traceback" not in (sweep_dirs(tmp_path)[0] / str(number) / "svhn_sweep.log").read_text()
+        resumed = json.loads((sweep_dirs(tmp_path)[0] / str(retry.number) / "metrics.json").read_text())
+        assert 0 < resumed["resumed_epochs"] <= stopped["epochs"] and resumed["epochs"] == 100
+    assert list(sweep_dirs(tmp_path)[0].glob("final/metrics.json"))

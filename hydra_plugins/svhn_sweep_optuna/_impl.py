@@ -752,6 +752,18 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             )
 
     def _tell(self, study: optuna.Study, ref: StudyRef, trial: optuna.Trial, ret: JobReturn) -> None:
+        """Record a job's end in its trial, unless the trial was ended meanwhile: another worker's stale check took
+        it for dead (its heartbeat held up past grace_period) and a retry of it is waiting.
+        """
+        if trial.number not in {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}:
+            log.warning(
+                "Trial %d ended after another worker judged it stale (no heartbeat for hydra.sweeper.grace_period="
+                "%d s): what its job returned is dropped, and its retry continues from the job's checkpoint. Raise "
+                "grace_period if this recurs.",
+                trial.number,
+                self.grace_period,
+            )
+            return
         run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir).resolve() if ret.hydra_cfg else None
         if run_dir is not None:
             trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))

@@ -19,8 +19,14 @@ from svhn_sweep.sweep.study import StudyRef
 class StoppedEarly:
     """A trial's expected early end, returned (not raised) so the sweeper records it without an error."""
 
-    state: str  # "pruned" | "diverged"
+    state: str  # "pruned" | "diverged" | "stale"
     reason: str
+
+
+class TrialEndedElsewhere(Exception):
+    """The job's trial was ended while the job still ran: a worker's stale check took it for dead (its heartbeat
+    held up past ``grace_period``) and enqueued a retry. The job stops and leaves its checkpoint to that retry.
+    """
 
 
 @lru_cache(maxsize=4)
@@ -43,7 +49,7 @@ class TrialReporter:
 
     def __call__(self, stats: EpochStats) -> None:
         """Report an epoch just trained; raise ``optuna.TrialPruned`` if the pruner stops the trial here."""
-        self.trial.report(stats.val_acc, stats.epoch)
+        self._report(stats)
         if stats.epoch < self.epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"val_acc {stats.val_acc:.4f} at epoch {stats.epoch} is behind other trials")
 
@@ -55,7 +61,13 @@ class TrialReporter:
         reported = self.storage.get_trial(self.trial_id).intermediate_values
         for stats in history:
             if stats.epoch not in reported:
-                self.trial.report(stats.val_acc, stats.epoch)
+                self._report(stats)
+
+    def _report(self, stats: EpochStats) -> None:
+        try:
+            self.trial.report(stats.val_acc, stats.epoch)
+        except optuna.exceptions.UpdateFinishedTrialError as error:
+            raise TrialEndedElsewhere(f"judged stale and ended by a worker of the study ({error})") from None
 
 
 def trial_reporter(sweep: DictConfig, epochs: int) -> TrialReporter | None:

@@ -19,7 +19,7 @@ from svhn_sweep.core.train import DivergedError, EpochStats, history_records
 from svhn_sweep.sweep.checkpoints import finished, run_checkpoints
 from svhn_sweep.sweep.liveness import beating
 from svhn_sweep.sweep.loggers import record_trial
-from svhn_sweep.sweep.pruning import StoppedEarly, trial_reporter
+from svhn_sweep.sweep.pruning import StoppedEarly, TrialEndedElsewhere, trial_reporter
 from svhn_sweep.sweep.training import fit_config, prepare
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,13 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
     """One trial: train on the train part of the train file, return the last epoch's val accuracy (and the
     model's parameter count when ``sweep.objectives`` asks for it).
 
-    In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record; outside one,
-    divergence raises. ``metrics.json`` is written in every case, with the epochs the trial got through, restored
-    ones included (:mod:`svhn_sweep.sweep.checkpoints`: which checkpoint it continues), and its ``clock``
-    (wall-clock seconds since the epoch): when the task started, when its first epoch started (after the data and
-    the model were ready) and when it ended, which is what a sweep's per-trial overhead is measured from. Then its
-    checkpoint goes.
+    In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record, as does one
+    ended elsewhere meanwhile (stale); outside a sweep, divergence raises. ``metrics.json`` is written in every
+    case, with the epochs the trial got through, restored ones included (:mod:`svhn_sweep.sweep.checkpoints`:
+    which checkpoint it continues), and its ``clock`` (wall-clock seconds since the epoch): when the task started,
+    when its first epoch started (after the data and the model were ready) and when it ended, which is what a
+    sweep's per-trial overhead is measured from. Then its checkpoint goes, unless its trial is stale: its retry
+    continues from it.
     """
     start, started_at = time.perf_counter(), time.time()
     source, device = prepare(cfg)
@@ -67,6 +68,8 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
         n_params = sum(p.numel() for p in model.parameters())
     except (optuna.TrialPruned, DivergedError) as stop:
         status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
+    except TrialEndedElsewhere as stop:
+        status, reason = "stale", f"{stop}; its retry continues from this run's checkpoint"
     write_json(
         output_dir / METRICS_FILE,
         {
@@ -88,7 +91,8 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             },
         },
     )
-    finished(cfg, checkpoints)
+    if status != "stale":
+        finished(cfg, checkpoints)
     record_trial(cfg, output_dir)
     if status == "complete":
         log.info("val_accuracy %.4f, %s parameters", history[-1].val_acc, n_params)
