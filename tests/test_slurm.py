@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,7 +21,7 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from svhn_sweep.constants import CHECKPOINT_FILE, METRICS_FILE, STUDY_FILE
-from svhn_sweep.sweep.liveness import submitted_job
+from svhn_sweep.sweep.liveness import queued, submitted_job
 from svhn_sweep.sweep.study import StudyRef
 from tests.conftest import run_cli, start_cli
 from tests.slurm import PARTITION, Cluster
@@ -154,6 +155,38 @@ def test_a_job_cancelled_mid_trial_costs_that_trial_only_and_the_sweep_goes_on(
     resumed = json.loads((sweep_dir / str(retry.number) / METRICS_FILE).read_text())["resumed_epochs"]
     assert resumed >= 1  # from the cancelled attempt's checkpoint (sweep.resume_from)
     assert "CANCELLED" in job_states(slurm, job)[0]
+
+
+def test_after_ctrl_c_the_jobs_stop_at_their_next_epoch_and_the_same_command_continues_from_their_checkpoints(
+    small_data, slurm: Cluster, tmp_path: Path
+) -> None:
+    # The sweeper cannot stop SLURM jobs from its Ctrl-C handler (submitit leaves them running), but it marks their
+    # trials interrupted: each job then stops at its next report, orphaned, and keeps its checkpoint for the retry.
+    args = [*small_data, *LAUNCHER, *LONG_PAIR]
+    sweep = started(args, tmp_path)
+    sweep_dir = wait_for("the sweep folder", lambda: sweep_dir_of(tmp_path), sweep)
+    jobs = [wait_for(f"trial {n}'s job checkpoint", partial(running_job_of_trial, sweep_dir, n), sweep) for n in (0, 1)]
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err[-3000:]
+    deadline = time.monotonic() + 120
+    while any(queued(job) is not False for job in jobs):
+        assert time.monotonic() < deadline, f"a job of the stopped sweep is still in the queue: {jobs}"
+        time.sleep(0.5)
+    for number in (0, 1):
+        stopped = json.loads((sweep_dir / str(number) / METRICS_FILE).read_text())
+        assert stopped["status"] == "orphaned" and "(FAIL: interrupted: SIGINT)" in stopped["reason"]
+        assert 0 < stopped["epochs"] < 200 and (sweep_dir / str(number) / CHECKPOINT_FILE).exists()
+
+    again = run_cli(["--multirun", *args], cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = StudyRef.from_sweep_dir(sweep_dir).load().trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    for retry in trials[2:]:  # each from its attempt's checkpoint: all but the epoch that found its trial ended
+        (number,) = retry.system_attrs["retry_history"]
+        (metrics,) = tmp_path.glob(f"outputs/sweeps/*/{retry.number}/{METRICS_FILE}")
+        stopped = json.loads((sweep_dir / str(number) / METRICS_FILE).read_text())
+        assert json.loads(metrics.read_text())["resumed_epochs"] == stopped["epochs"] - 1 >= 1
 
 
 def test_without_accounting_a_job_that_stops_beating_is_cancelled_and_its_trial_retried(

@@ -100,7 +100,16 @@ from svhn_sweep.sweep.preflight import preflight
 from svhn_sweep.sweep.progress import SweepProgress
 from svhn_sweep.sweep.pruning import StoppedEarly
 from svhn_sweep.sweep.resources import TIMEOUT_KEY, parse_timeout, trials_in_flight
-from svhn_sweep.sweep.retries import DIVERGED, ERROR, INTERRUPTED, counted, evaluated, retried_attempt, retry
+from svhn_sweep.sweep.retries import (
+    DIVERGED,
+    ERROR,
+    INTERRUPTED,
+    counted,
+    evaluated,
+    retried_attempt,
+    retry,
+    why_ended,
+)
 from svhn_sweep.sweep.sampling import build_sampler, check_sampler_available, grid_size
 from svhn_sweep.sweep.slots import LostJobError, Slots, on_slurm, runs_jobs_apart
 from svhn_sweep.sweep.study import (
@@ -757,10 +766,11 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         """
         if trial.number not in {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}:
             log.warning(
-                "Trial %d ended after another worker judged it stale (no heartbeat for hydra.sweeper.grace_period="
-                "%d s): what its job returned is dropped, and its retry continues from the job's checkpoint. Raise "
-                "grace_period if this recurs.",
+                "Trial %d was ended by another worker of the study while its job ran (%s): what the job returned is "
+                "dropped, and the trial's retry continues from the job's checkpoint. If this recurs, give every "
+                "worker the same, longer hydra.sweeper.grace_period (this one's: %d s).",
                 trial.number,
+                why_ended(study.get_trials(deepcopy=False)[trial.number]),
                 self.grace_period,
             )
             return

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from svhn_sweep.core.train import EpochStats
 from svhn_sweep.sweep.config import build
+from svhn_sweep.sweep.retries import why_ended
 from svhn_sweep.sweep.study import StudyRef
 
 
@@ -19,13 +20,14 @@ from svhn_sweep.sweep.study import StudyRef
 class StoppedEarly:
     """A trial's expected early end, returned (not raised) so the sweeper records it without an error."""
 
-    state: str  # "pruned" | "diverged" | "stale"
+    state: str  # "pruned" | "diverged" | "orphaned"
     reason: str
 
 
 class TrialEndedElsewhere(Exception):
     """The job's trial was ended while the job still ran: a worker's stale check took it for dead (its heartbeat
-    held up past ``grace_period``) and enqueued a retry. The job stops and leaves its checkpoint to that retry.
+    held up past ``grace_period``), or its sweeper was interrupted and left it running (a SLURM job), and a retry of
+    it is enqueued. The job stops at its next report and leaves its checkpoint to that retry.
     """
 
 
@@ -66,8 +68,11 @@ class TrialReporter:
     def _report(self, stats: EpochStats) -> None:
         try:
             self.trial.report(stats.val_acc, stats.epoch)
-        except optuna.exceptions.UpdateFinishedTrialError as error:
-            raise TrialEndedElsewhere(f"judged stale and ended by a worker of the study ({error})") from None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            ended = self.storage.get_trial(self.trial_id)
+            raise TrialEndedElsewhere(
+                f"trial {ended.number} was ended while this job ran ({why_ended(ended)})"
+            ) from None
 
 
 def trial_reporter(sweep: DictConfig, epochs: int) -> TrialReporter | None:

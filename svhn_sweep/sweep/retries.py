@@ -28,6 +28,13 @@ def fail_reason(trial: FrozenTrial) -> str | None:
     return None if reason is None else str(reason)
 
 
+def why_ended(trial: FrozenTrial) -> str:
+    """Why a trial ended, for a message: its state, and for a FAIL one its reason ("judged stale" when none)."""
+    if trial.state != TrialState.FAIL:
+        return trial.state.name
+    return f"FAIL: {fail_reason(trial) or 'judged stale, no heartbeat for the grace period'}"
+
+
 def is_interrupted(trial: FrozenTrial) -> bool:
     """A FAIL trial stopped from outside: told "interrupted: ..." by the sweeper, or failed stale by Optuna."""
     if trial.state != TrialState.FAIL:

@@ -30,12 +30,12 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
     model's parameter count when ``sweep.objectives`` asks for it).
 
     In a sweep, a pruned or diverged trial returns :class:`StoppedEarly` for the sweeper to record, as does one
-    ended elsewhere meanwhile (stale); outside a sweep, divergence raises. ``metrics.json`` is written in every
+    ended elsewhere meanwhile (orphaned); outside a sweep, divergence raises. ``metrics.json`` is written in every
     case, with the epochs the trial got through, restored ones included (:mod:`svhn_sweep.sweep.checkpoints`:
     which checkpoint it continues), and its ``clock`` (wall-clock seconds since the epoch): when the task started,
     when its first epoch started (after the data and the model were ready) and when it ended, which is what a
-    sweep's per-trial overhead is measured from. Then its checkpoint goes, unless its trial is stale: its retry
-    continues from it.
+    sweep's per-trial overhead is measured from. Then its checkpoint goes, unless the run is orphaned: its
+    trial's retry continues from it.
     """
     start, started_at = time.perf_counter(), time.time()
     source, device = prepare(cfg)
@@ -69,7 +69,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
     except (optuna.TrialPruned, DivergedError) as stop:
         status, reason = ("pruned" if isinstance(stop, optuna.TrialPruned) else "diverged"), str(stop)
     except TrialEndedElsewhere as stop:
-        status, reason = "stale", f"{stop}; its retry continues from this run's checkpoint"
+        status, reason = "orphaned", f"{stop}; its retry continues from this run's checkpoint"
     write_json(
         output_dir / METRICS_FILE,
         {
@@ -91,7 +91,7 @@ def train_and_validate(cfg: DictConfig, output_dir: Path) -> float | tuple[float
             },
         },
     )
-    if status != "stale":
+    if status != "orphaned":
         finished(cfg, checkpoints)
     record_trial(cfg, output_dir)
     if status == "complete":
