@@ -74,6 +74,9 @@ def test_joblib_slots_refill_while_a_long_trial_runs_in_reused_workers(small_dat
 def test_submitit_local_slots_refill_while_a_long_trial_runs(small_data, tmp_path: Path) -> None:
     args = [*small_data, *LONG_THEN_SHORT, enqueue(40, 1, 2), "hydra.sweeper.n_trials=3", "final.enabled=false"]
     args += ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "hydra.sweeper.n_jobs=2"]
+    # A sweep folder named to the microsecond, as Hydra suggests for unique folders: ${now:} resolved once, so that
+    # submitit's folder (${hydra.sweep.dir}/.submitit) is in the sweep's folder, not in one of its own.
+    args += ["hydra.sweep.dir=outputs/sweeps/${now:%Y-%m-%d_%H-%M-%S-%f}"]
     sweep_dir, study, _ = finished_sweep(tmp_path, args)
 
     trials = study.trials
@@ -81,6 +84,7 @@ def test_submitit_local_slots_refill_while_a_long_trial_runs(small_data, tmp_pat
     assert trials[2].datetime_start < trials[0].datetime_complete  # asked for as soon as trial 1 was told
     assert [metrics(sweep_dir, n)["process"]["slot"] for n in range(3)] == [0, 1, 1]
     assert all((sweep_dir / str(n) / ".hydra" / "config.yaml").exists() for n in range(3))
+    assert (sweep_dir / ".submitit").is_dir()  # and the sweep folder is the only one (finished_sweep)
 
 
 def test_one_slot_proposes_and_scores_what_one_batch_at_a_time_does(small_data, tmp_path: Path) -> None:

@@ -219,7 +219,14 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         self._crashed: list[int] = []  # trials of this command whose code raised: what max_failure_rate counts
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here."""
+        """Hydra's set-up, then the time budget and the trials in flight: a bad value stops here.
+
+        ``hydra.sweep.dir`` is resolved once, first: its default's ``${now:...}`` is otherwise resolved apart by the
+        launcher's instantiation (submitit's ``submitit_folder: ${hydra.sweep.dir}/.submitit/%j``) and by this
+        sweeper, and a second apart (or with ``%f``, always) they name two folders.
+        """
+        with read_write(config.hydra.sweep):
+            config.hydra.sweep.dir = str(config.hydra.sweep.dir)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         devices = torch.cuda.device_count() if config.trainer.device != "cpu" else 0
         with reported():
