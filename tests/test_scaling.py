@@ -163,6 +163,48 @@ def test_kill_9_mid_trial_then_the_same_command_resumes(small_data, tmp_path: Pa
     assert (after[0].value, after[0].datetime_complete) == (before[0].value, before[0].datetime_complete)
 
 
+SLOW_HOOK = """
+import time
+
+def hook(cfg, trial):
+    if trial.study.study_name == "asked" and trial.number == 1:  # not the checks' trials on throw-away studies
+        time.sleep(600)
+    return {}
+"""
+
+
+def test_kill_9_between_asking_a_trial_and_launching_it_then_the_same_command_retries_it(
+    small_data, tmp_path: Path, monkeypatch
+) -> None:
+    # A trial is RUNNING from the moment it is asked; until it first beats, no stale check can ever end it. Killed
+    # while composing its config (a slow custom_search_space hook holds it there), it must still go stale.
+    (tmp_path / "slow_hook.py").write_text(SLOW_HOOK)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("SVHN_SWEEP_TRUSTED_TARGETS", "slow_hook.hook")
+    args = ["--multirun", *small_data, "trainer.epochs=1", "hydra.sweeper.n_trials=2", "final.enabled=false"]
+    args += ["hydra.sweeper.custom_search_space=slow_hook.hook", "hydra.sweeper.study_name=asked"]
+    args += ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    worker = start_cli(args, tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not list((tmp_path / "outputs").glob("sweeps/*/study.yaml")):
+        assert time.monotonic() < deadline and worker.poll() is None, "the sweep did not start"
+        time.sleep(0.2)
+    study = StudyRef.from_sweep_dir(sweep_dirs(tmp_path)[0]).load()
+    while not (len(trials := study.trials) == 2 and trials[1].state == TrialState.RUNNING):
+        assert time.monotonic() < deadline and worker.poll() is None, "the sweep never asked for its second trial"
+        time.sleep(0.2)
+    time.sleep(1)  # inside the hook
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(3)  # past grace_period since its one beat
+
+    result = run_cli(args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[2].system_attrs["retry_history"] == [1]
+
+
 def test_three_workers_share_one_postgres_study_and_finish_exactly_n_trials(
     small_data, postgres_url, tmp_path: Path
 ) -> None:

@@ -417,7 +417,8 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                 fixed_overrides=fixed_overrides,
             )
             self._run_slots(study, ref, storage, sweep_dir, link, progress, configure, watch)
-        while in_batches and (batch := self._ask(study, ref)):
+        between_batches = TrialHeartbeat(storage, study, (), self.heartbeat_interval)  # none in flight when asking
+        while in_batches and (batch := self._ask(study, ref, between_batches)):
             overrides = [
                 [*trial_overrides, *link, f"sweep.trial={trial.number}", f"sweep.slot={slot}", *resume]
                 for slot, (trial, trial_overrides, resume) in enumerate(
@@ -518,7 +519,7 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         with self._told_on_interrupt(study, in_flight), slots, heartbeat.running():
             while True:
                 if asking and (free := slots.free()):
-                    trials = self._ask(study, ref, len(free), heartbeat)
+                    trials = self._ask(study, ref, heartbeat, len(free))
                     asking = bool(trials)  # none: n_trials are there or the time budget is spent
                     with self._told_on_interrupt(study, trials):
                         self._refuse_existing_run_dirs(sweep_dir, trials)
@@ -529,7 +530,6 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
                         run_dir = sweep_dir.resolve() / str(trial.number)
                         trial.set_user_attr(RUN_DIR_ATTR, ref.run_dir_attr(run_dir))
                         slots.start(slot, trial, job, job_idx=trial.number, watch=self._watch(watch, run_dir, trial))
-                    heartbeat.beat()  # at once, as in Optuna's optimize: a trial that never beat is never stale
                 if not slots.running:
                     break
                 try:
@@ -720,10 +720,12 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         return {**searched, **composed, **fixed_params}
 
     def _ask(
-        self, study: optuna.Study, ref: StudyRef, count: int | None = None, in_flight: TrialHeartbeat | None = None
+        self, study: optuna.Study, ref: StudyRef, heartbeat: TrialHeartbeat, count: int | None = None
     ) -> list[optuna.Trial]:
         """Up to ``count`` (default n_jobs) new trials, never more than n_trials in the study (counting and asking
-        under a lock); none once the time budget is spent. Stale trials are failed first, never those ``in_flight``.
+        under a lock); none once the time budget is spent. Stale trials are failed first, never the ``heartbeat``'s
+        in flight; each new trial beats at once, as in Optuna's optimize: one that never beat is never stale, so a
+        command killed before its first beat would leave it RUNNING, waited for by every later command.
         """
         if self._asked and self.timeout is not None and (spent := time.monotonic() - self._started) >= self.timeout:
             log.info(
@@ -734,14 +736,14 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
             )
             return []
         with study_lock(ref.storage, ref.study_name):
-            if in_flight is None:
-                optuna.storages.fail_stale_trials(study)
-            else:
-                in_flight.fail_stale_trials()
+            heartbeat.fail_stale_trials()
             # trials WAITING (enqueued, retries of interrupted ones) are what the next ask() returns, not trials
             # on top of n_trials; interrupted trials do not count, their retries do once asked
             remaining = self.n_trials - sum(counted(t) for t in study.get_trials(deepcopy=False))
-            batch = [study.ask() for _ in range(min(count or self.n_jobs, remaining))]
+            batch = []
+            for _ in range(min(count or self.n_jobs, remaining)):
+                batch.append(study.ask())
+                heartbeat.beat(batch[-1:])
         self._asked += len(batch)
         return batch
 

@@ -89,9 +89,9 @@ class TrialHeartbeat:
         self._study_id = storage.get_study_id_from_name(study.study_name)
         self._trial_ids: dict[int, int] = {}
 
-    def beat(self) -> None:
-        """Record a heartbeat for each trial in flight now."""
-        for number in [t.number for t in list(self._trials)]:
+    def beat(self, trials: Collection[optuna.Trial] | None = None) -> None:
+        """Record a heartbeat for each trial in flight now (or for ``trials``)."""
+        for number in [t.number for t in list(self._trials if trials is None else trials)]:
             if number not in self._trial_ids:
                 self._trial_ids[number] = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
             self._storage.record_heartbeat(self._trial_ids[number])
