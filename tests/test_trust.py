@@ -86,3 +86,24 @@ def test_the_environment_grants_more(trusted: str, allowed: list[str]) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("refused: model._target_=torch.load loads code")
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        ("my_hooks.space", "hydra.sweeper.custom_search_space=my_hooks.space is not a hook this project ships"),
+        (
+            "svhn_sweep.sweep.space.mlp_layrs",
+            "hydra.sweeper.custom_search_space=svhn_sweep.sweep.space.mlp_layrs cannot",
+        ),
+    ],
+    ids=["untrusted", "typo"],
+)
+def test_a_search_space_hook_that_cannot_be_used_is_one_message_naming_the_key(
+    tmp_path: Path, hook: str, message: str
+) -> None:
+    # Hydra loads the hook under its whitelist while it builds the sweeper: its refusal was a traceback.
+    result = run_cli(["--multirun", "data=synthetic", f"hydra.sweeper.custom_search_space={hook}"], cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.startswith(message)
+    assert not (tmp_path / "outputs").exists()

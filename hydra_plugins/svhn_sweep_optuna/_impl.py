@@ -70,7 +70,7 @@ import optuna
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
@@ -92,7 +92,7 @@ from svhn_sweep.constants import (
     RUN_DIR_ATTR,
 )
 from svhn_sweep.core.errors import ConfigError
-from svhn_sweep.sweep.config import validate
+from svhn_sweep.sweep.config import check_target, validate
 from svhn_sweep.sweep.errors import ReportedError, reported
 from svhn_sweep.sweep.interrupts import signal_of
 from svhn_sweep.sweep.liveness import HEARTBEAT_FILE, TrialHeartbeat, Watch, sacct_error, submitted_job
@@ -204,9 +204,18 @@ class PersistentOptunaSweeperImpl(OptunaSweeperImpl):
         enqueue: Any = (),
         batch: bool = False,
     ) -> None:
-        super().__init__(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
-        )
+        if custom_search_space is not None:  # loaded below under Hydra's whitelist, whose refusal is a traceback
+            with reported():
+                check_target("hydra.sweeper.custom_search_space", custom_search_space, "a hook this project ships")
+        try:
+            super().__init__(
+                sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate, custom_search_space, params
+            )
+        except InstantiationException as error:  # the only thing it loads is the hook: a typo, a module not found
+            raise ReportedError(
+                f"hydra.sweeper.custom_search_space={custom_search_space} cannot be loaded ({error.__cause__ or error})"
+                ": give an importable function as package.module.function, e.g. svhn_sweep.sweep.space.mlp_layers."
+            ) from None
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.wait_for_workers = wait_for_workers

@@ -109,18 +109,24 @@ def check_targets(node: Any, key: str = "") -> None:
     children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for name, child in children:
         path = f"{key}.{name}" if key else str(name)
-        if name != "_target_":
+        if name == "_target_":
+            check_target(path, str(child))
+        else:
             check_targets(child, path)
-            continue
-        target = str(child)
-        refused = _matches(target, REFUSED_TARGETS) and target not in USER_TRUSTED
-        if refused or not _matches(target, TRUSTED_TARGETS):
-            why = "loads code or pickled objects" if refused else "is not a class this project builds"
-            raise ConfigError(
-                f"{path}={target} {why}, so no config may point there: configs can be shared, and only the "
-                f"environment grants trust. If you trust it, add it{' by its exact name' if refused else ''} to "
-                f"{TRUSTED_ENV} (comma-separated, e.g. {TRUSTED_ENV}='{target}'), or choose another option."
-            )
+
+
+def check_target(path: str, target: str, kind: str = "a class this project builds") -> None:
+    """``target``, the dotted name at ``path``, is one :data:`TRUSTED_TARGETS` allows and no loader; else one
+    ConfigError naming the key, ``kind`` (what the project would put there) and how to trust it.
+    """
+    refused = _matches(target, REFUSED_TARGETS) and target not in USER_TRUSTED
+    if refused or not _matches(target, TRUSTED_TARGETS):
+        why = "loads code or pickled objects" if refused else f"is not {kind}"
+        raise ConfigError(
+            f"{path}={target} {why}, so no config may point there: configs can be shared, and only the "
+            f"environment grants trust. If you trust it, add it{' by its exact name' if refused else ''} to "
+            f"{TRUSTED_ENV} (comma-separated, e.g. {TRUSTED_ENV}='{target}'), or choose another option."
+        )
 
 
 def build(node: Any, *args: Any, **kwargs: Any) -> Any:
