@@ -26,7 +26,8 @@ stop its training, which only the main thread sees: it keeps the batch loop, as 
 A slot's thread blocks inside ``launch``, where nothing can stop it from outside; on Ctrl-C, SIGTERM or an error,
 :meth:`Slots.stop` ends the processes the launcher started (this process's children that appeared since the slots
 were made, with their own children), after which the threads' ``launch`` calls return with an error. SLURM jobs
-run elsewhere and are not cancelled (nor were they by the batch loop); the interrupted trials say so in the study.
+run elsewhere and are not cancelled (nor were they by the batch loop): their trials are marked interrupted,
+and each job stops at its next epoch when it finds its trial ended (``svhn_sweep.sweep.pruning``).
 
 A job is lost when its scheduler says so (submitit raises; :func:`lost_job_state`) or, when it was started with a
 :class:`~svhn_sweep.sweep.liveness.Watch` (SLURM without accounting), when the watch says so: its slot is given up
